@@ -1,0 +1,326 @@
+//! Node configuration from Presto-style `etc/` files, with Presto's property names and defaults.
+//!
+//! A node reads `node.properties` and `config.properties`. Every key must be understood: like
+//! Presto (which fails on "Configuration property 'x' was not used"), an unknown key stops the node
+//! with the file and line, because a misspelt limit silently ignored is worse than no start.
+
+pub mod properties;
+pub mod units;
+
+use properties::{Origin, Properties};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+pub use units::{format_data_size, format_duration, parse_data_size_bytes, parse_duration_ms};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    ResourceManager,
+    Coordinator,
+    Worker,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::ResourceManager => "resource_manager",
+            Role::Coordinator => "coordinator",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// Everything a node needs to start. Built from properties by [`NodeConfig::from_properties`];
+/// `fireball server`, `fireball local` and the simulator all go through that one function.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub role: Role,
+    pub environment: String,
+    pub node_id: String,
+    /// Host other nodes and clients use to reach this node (goes into every URI it hands out).
+    pub internal_address: String,
+    pub http_port: u16,
+    pub bind_address: String,
+    /// RMs to announce to and bootstrap from (`discovery.uri`, comma-separated).
+    pub discovery_uris: Vec<String>,
+    /// Other RMs this RM replicates its discovery store to (`discovery-server.peers`).
+    pub discovery_peers: Vec<String>,
+    pub discovery_max_age_ms: u64,
+    pub discovery_replication_interval_ms: u64,
+    pub announce_interval_ms: u64,
+    pub query_heartbeat_interval_ms: u64,
+    pub query_heartbeat_coalesce_ms: u64,
+    pub node_heartbeat_interval_ms: u64,
+    pub query_expiration_timeout_ms: u64,
+    pub node_status_timeout_ms: u64,
+    pub completed_query_expiration_ms: u64,
+    pub max_completed_queries: u32,
+    pub runtimeinfo_refresh_interval_ms: u64,
+    pub concurrency_threshold: f64,
+    pub max_concurrent_queries: u32,
+    pub max_queued_queries: u32,
+    pub query_max_history: u32,
+    pub query_min_expire_age_ms: u64,
+    pub query_client_timeout_ms: u64,
+    pub task_status_interval_ms: u64,
+    pub task_client_timeout_ms: u64,
+    pub remote_task_max_error_duration_ms: u64,
+    pub required_workers_max_wait_ms: u64,
+    pub memory_pool_bytes: u64,
+    pub request_timeout_ms: u64,
+    pub request_retries_max: u32,
+}
+
+impl NodeConfig {
+    /// Reads `DIR/node.properties` and `DIR/config.properties`.
+    pub fn read_etc(dir: &Path) -> Result<NodeConfig, String> {
+        let mut properties = Properties::read(&dir.join("node.properties"))?;
+        properties.merge(Properties::read(&dir.join("config.properties"))?)?;
+        NodeConfig::from_properties(&properties)
+    }
+
+    pub fn from_properties(properties: &Properties) -> Result<NodeConfig, String> {
+        let mut reader = Reader { properties, used: BTreeSet::new() };
+        let is_resource_manager = reader.bool("resource-manager", false)?;
+        let is_coordinator = reader.bool("coordinator", true)?;
+        let role = match (is_resource_manager, is_coordinator) {
+            (true, true) => {
+                return Err(reader.error_at("coordinator", "a node cannot be both resource-manager=true and coordinator=true"))
+            }
+            (true, false) => Role::ResourceManager,
+            (false, true) => Role::Coordinator,
+            (false, false) => Role::Worker,
+        };
+        if !reader.bool("resource-manager-enabled", false)? {
+            return Err("resource-manager-enabled=true is required: fireball always runs with resource managers \
+                        (set it in config.properties on every node)"
+                .to_string());
+        }
+        // Accepted for compatibility with existing Presto files; fireball's RMs always run discovery.
+        reader.bool("discovery-server.enabled", role == Role::ResourceManager)?;
+        reader.bool("node-scheduler.include-coordinator", false)?;
+        reader.string_opt("node.data-dir");
+
+        let http_port = reader.parse("http-server.http.port", 8080u16)?;
+        let internal_address = reader.string_opt("node.internal-address").unwrap_or_else(|| "127.0.0.1".into());
+        let environment = reader
+            .string_opt("node.environment")
+            .ok_or_else(|| "node.environment is required (in node.properties)".to_string())?;
+        if environment.is_empty() || !environment.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            return Err(reader.error_at("node.environment", "must be lowercase letters, digits and underscores"));
+        }
+        let node_id = reader.string_opt("node.id").unwrap_or_else(|| format!("{internal_address}:{http_port}"));
+        let discovery_uris = reader.uri_list("discovery.uri")?;
+        let discovery_peers = reader.uri_list("discovery-server.peers")?;
+        if role != Role::ResourceManager && discovery_uris.is_empty() {
+            return Err("discovery.uri is required: the URL of one or more resource managers, comma-separated".into());
+        }
+
+        let config = NodeConfig {
+            role,
+            environment,
+            node_id,
+            internal_address,
+            http_port,
+            bind_address: reader.string_opt("http-server.bind-address").unwrap_or_else(|| "0.0.0.0".into()),
+            discovery_uris,
+            discovery_peers,
+            discovery_max_age_ms: reader.duration("discovery.max-age", "30s")?,
+            discovery_replication_interval_ms: reader.duration("discovery-server.replication-interval", "2s")?,
+            announce_interval_ms: reader.duration("discovery.announce-interval", "5s")?,
+            query_heartbeat_interval_ms: reader.duration("resource-manager.query-heartbeat-interval", "1s")?,
+            query_heartbeat_coalesce_ms: reader.duration("resource-manager.query-heartbeat-coalesce-interval", "10ms")?,
+            node_heartbeat_interval_ms: reader.duration("resource-manager.node-heartbeat-interval", "1s")?,
+            query_expiration_timeout_ms: reader.duration("resource-manager.query-expiration-timeout", "10s")?,
+            node_status_timeout_ms: reader.duration("resource-manager.node-status-timeout", "30s")?,
+            completed_query_expiration_ms: reader.duration("resource-manager.completed-query-expiration-timeout", "10m")?,
+            max_completed_queries: reader.parse("resource-manager.max-completed-queries", 100u32)?,
+            runtimeinfo_refresh_interval_ms: reader.duration("resource-group-runtimeinfo-refresh-interval", "100ms")?,
+            concurrency_threshold: reader.parse("concurrency-threshold-to-enable-resource-group-refresh", 1.0f64)?,
+            max_concurrent_queries: reader.parse("query.max-concurrent-queries", 1000u32)?,
+            max_queued_queries: reader.parse("query.max-queued-queries", 5000u32)?,
+            query_max_history: reader.parse("query.max-history", 100u32)?,
+            query_min_expire_age_ms: reader.duration("query.min-expire-age", "15m")?,
+            query_client_timeout_ms: reader.duration("query.client.timeout", "5m")?,
+            task_status_interval_ms: reader.duration("task.status-refresh-interval", "200ms")?,
+            task_client_timeout_ms: reader.duration("task.client.timeout", "2m")?,
+            remote_task_max_error_duration_ms: reader.duration("query.remote-task.max-error-duration", "5m")?,
+            required_workers_max_wait_ms: reader.duration("query-manager.required-workers-max-wait", "5m")?,
+            memory_pool_bytes: reader.data_size("memory.pool-size", "8GB")?,
+            request_timeout_ms: reader.duration("internal-communication.request-timeout", "5s")?,
+            request_retries_max: reader.parse("internal-communication.max-retries", 2u32)?,
+        };
+        reader.refuse_unknown()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("resource-manager.query-heartbeat-interval", self.query_heartbeat_interval_ms),
+            ("resource-manager.node-heartbeat-interval", self.node_heartbeat_interval_ms),
+            ("resource-group-runtimeinfo-refresh-interval", self.runtimeinfo_refresh_interval_ms),
+            ("discovery.announce-interval", self.announce_interval_ms),
+            ("discovery-server.replication-interval", self.discovery_replication_interval_ms),
+            ("task.status-refresh-interval", self.task_status_interval_ms),
+            ("internal-communication.request-timeout", self.request_timeout_ms),
+        ];
+        for (name, value_ms) in positive {
+            if value_ms == 0 {
+                return Err(format!("{name} must be greater than zero"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.concurrency_threshold) {
+            return Err(format!(
+                "concurrency-threshold-to-enable-resource-group-refresh must be between 0 and 1, not {}",
+                self.concurrency_threshold
+            ));
+        }
+        if self.discovery_max_age_ms <= self.announce_interval_ms {
+            return Err("discovery.max-age must be longer than discovery.announce-interval, or nodes would \
+                        expire between announcements"
+                .into());
+        }
+        if self.request_retries_max > 10 {
+            return Err("internal-communication.max-retries must be at most 10".into());
+        }
+        Ok(())
+    }
+
+    /// The URI other nodes and clients use for this node.
+    pub fn self_uri(&self) -> String {
+        format!("http://{}:{}", self.internal_address, self.http_port)
+    }
+}
+
+/// Reads typed values and remembers which keys were used, so leftovers can be refused.
+struct Reader<'a> {
+    properties: &'a Properties,
+    used: BTreeSet<String>,
+}
+
+impl Reader<'_> {
+    fn raw(&mut self, key: &str) -> Option<(String, Origin)> {
+        self.used.insert(key.to_string());
+        self.properties.get(key).map(|(value, origin)| (value.to_string(), origin.clone()))
+    }
+
+    fn error_at(&self, key: &str, reason: &str) -> String {
+        match self.properties.get(key) {
+            Some((_, origin)) => format!("{origin}: {key}: {reason}"),
+            None => format!("{key}: {reason}"),
+        }
+    }
+
+    fn string_opt(&mut self, key: &str) -> Option<String> {
+        self.raw(key).map(|(value, _)| value)
+    }
+
+    fn bool(&mut self, key: &str, default: bool) -> Result<bool, String> {
+        match self.raw(key) {
+            None => Ok(default),
+            Some((value, origin)) => match value.to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(format!("{origin}: {key}: expected true or false, found {value:?}")),
+            },
+        }
+    }
+
+    fn parse<T: std::str::FromStr>(&mut self, key: &str, default: T) -> Result<T, String> {
+        match self.raw(key) {
+            None => Ok(default),
+            Some((value, origin)) => value
+                .parse()
+                .map_err(|_| format!("{origin}: {key}: cannot read {value:?} as a {}", std::any::type_name::<T>())),
+        }
+    }
+
+    fn duration(&mut self, key: &str, default: &str) -> Result<u64, String> {
+        match self.raw(key) {
+            None => parse_duration_ms(default),
+            Some((value, origin)) => parse_duration_ms(&value).map_err(|reason| format!("{origin}: {key}: {reason}")),
+        }
+    }
+
+    fn data_size(&mut self, key: &str, default: &str) -> Result<u64, String> {
+        match self.raw(key) {
+            None => parse_data_size_bytes(default),
+            Some((value, origin)) => {
+                parse_data_size_bytes(&value).map_err(|reason| format!("{origin}: {key}: {reason}"))
+            }
+        }
+    }
+
+    fn uri_list(&mut self, key: &str) -> Result<Vec<String>, String> {
+        let Some((value, origin)) = self.raw(key) else { return Ok(Vec::new()) };
+        let mut uris = Vec::new();
+        for part in value.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+            let uri = part.trim_end_matches('/');
+            let parsed: Result<hyper::Uri, _> = uri.parse();
+            match parsed {
+                Ok(parsed) if parsed.scheme_str() == Some("http") && parsed.authority().is_some() => {
+                    uris.push(uri.to_string())
+                }
+                _ => return Err(format!("{origin}: {key}: {part:?} is not an http://host:port URL")),
+            }
+        }
+        Ok(uris)
+    }
+
+    fn refuse_unknown(&self) -> Result<(), String> {
+        for (key, origin) in self.properties.keys() {
+            if !self.used.contains(key) {
+                return Err(format!("{origin}: unknown configuration property {key:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Result<NodeConfig, String> {
+        NodeConfig::from_properties(&Properties::parse(text, "config.properties").unwrap())
+    }
+
+    const BASE: &str = "node.environment=test\nresource-manager-enabled=true\ndiscovery.uri=http://127.0.0.1:8090\n";
+
+    #[test]
+    fn presto_defaults() {
+        let config = config(BASE).unwrap();
+        assert_eq!(config.role, Role::Coordinator);
+        assert_eq!(config.http_port, 8080);
+        assert_eq!(config.query_heartbeat_interval_ms, 1_000);
+        assert_eq!(config.runtimeinfo_refresh_interval_ms, 100);
+        assert_eq!(config.concurrency_threshold, 1.0);
+        assert_eq!(config.max_concurrent_queries, 1000);
+        assert_eq!(config.max_queued_queries, 5000);
+        assert_eq!(config.node_status_timeout_ms, 30_000);
+    }
+
+    #[test]
+    fn roles() {
+        assert_eq!(config(&format!("{BASE}coordinator=false\n")).unwrap().role, Role::Worker);
+        let rm = config(&format!("{BASE}coordinator=false\nresource-manager=true\n")).unwrap();
+        assert_eq!(rm.role, Role::ResourceManager);
+        let both = config(&format!("{BASE}resource-manager=true\n")).unwrap_err();
+        assert!(both.contains("both"), "{both}");
+    }
+
+    #[test]
+    fn refuses_unknown_and_malformed_keys_with_location() {
+        let unknown = config(&format!("{BASE}query.max-concurent-queries=5\n")).unwrap_err();
+        assert_eq!(unknown, "config.properties:4: unknown configuration property \"query.max-concurent-queries\"");
+        let malformed = config(&format!("{BASE}resource-manager.query-heartbeat-interval=often\n")).unwrap_err();
+        assert!(malformed.starts_with("config.properties:4: resource-manager.query-heartbeat-interval"), "{malformed}");
+        let threshold = config(&format!("{BASE}concurrency-threshold-to-enable-resource-group-refresh=1.5\n")).unwrap_err();
+        assert!(threshold.contains("between 0 and 1"), "{threshold}");
+        assert!(config("node.environment=test\n").unwrap_err().contains("resource-manager-enabled"));
+        let bad_uri = config("node.environment=test\nresource-manager-enabled=true\ndiscovery.uri=ftp://x\n").unwrap_err();
+        assert!(bad_uri.contains("config.properties:3"), "{bad_uri}");
+    }
+}

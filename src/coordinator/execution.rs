@@ -1,0 +1,266 @@
+//! Runs a started query: constant selects answer at once; synthetic queries become tasks on
+//! workers, which are created, polled (the poll doubles as the keep-alive workers expect) and
+//! drained of their rows. Rows are handed to the query as each task finishes, so clients see data
+//! while other tasks still run.
+
+use axum::http::Method;
+use tokio::sync::mpsc;
+
+use super::{scheduler, Coordinator};
+use crate::protocol::errors::{self, NO_NODES_AVAILABLE, REMOTE_TASK_ERROR};
+use crate::protocol::QueryFailure;
+use crate::runtime::http_client::{ClientError, Request};
+use crate::runtime::sim_hooks::MessageKind;
+use crate::sql::{Plan, SyntheticSpec};
+use crate::wire::{paths, TaskRejection, TaskRequest, TaskResults, TaskState, TaskStatus, WorkerView};
+
+/// Other workers tried when a task cannot be created on its first choice.
+const PLACEMENT_FALLBACKS_MAX: usize = 2;
+/// How often a query waiting for its first worker looks again.
+const WORKER_WAIT_POLL_MS: u64 = 100;
+
+pub async fn execute(coordinator: Coordinator, query_id: String) {
+    let (plan, cancel) = {
+        let state = coordinator.lock();
+        let Some(query) = state.queries.get(&query_id) else { return };
+        (query.plan.clone(), query.cancel.clone())
+    };
+    let result = match plan {
+        Plan::Constant { row, .. } => {
+            with_query(&coordinator, &query_id, |query| {
+                query.push_rows(vec![row]);
+            });
+            Ok(())
+        }
+        Plan::Synthetic(spec) => {
+            tokio::select! {
+                result = run_synthetic(&coordinator, &query_id, &spec) => result,
+                _ = cancel.notified() => Ok(()), // the query already ended; tasks are cancelled below
+            }
+        }
+    };
+    match result {
+        Ok(()) => coordinator.finish_query(&query_id),
+        Err(failure) => {
+            coordinator.fail_query(&query_id, failure);
+        }
+    }
+}
+
+fn with_query(coordinator: &Coordinator, query_id: &str, f: impl FnOnce(&mut super::Query)) {
+    let mut state = coordinator.lock();
+    if let Some(query) = state.queries.get_mut(query_id) {
+        if !query.is_done() {
+            f(query);
+        }
+    }
+}
+
+async fn run_synthetic(coordinator: &Coordinator, query_id: &str, spec: &SyntheticSpec) -> Result<(), QueryFailure> {
+    let workers = wait_for_workers(coordinator).await?;
+    let cursor = {
+        let mut state = coordinator.lock();
+        state.schedule_cursor = state.schedule_cursor.wrapping_add(u64::from(spec.tasks));
+        state.schedule_cursor
+    };
+    let placement = scheduler::place(&workers, spec.tasks, cursor, PLACEMENT_FALLBACKS_MAX);
+    let (results_tx, mut results_rx) = mpsc::channel(spec.tasks as usize);
+    let mut drivers = Vec::with_capacity(placement.len());
+    let mut task_handles = TaskCleanup { coordinator: coordinator.clone(), created: Vec::new() };
+    for (task_index, candidates) in placement.into_iter().enumerate() {
+        let task_index = task_index as u32;
+        let (first_row, row_count) = spec.task_rows(task_index);
+        let request = TaskRequest {
+            query_id: query_id.to_string(),
+            coordinator_id: coordinator.node_id().to_string(),
+            task_index,
+            run_time_ms: spec.run_time_ms,
+            memory_bytes: spec.task_memory_bytes,
+            first_row,
+            row_count,
+        };
+        let task_id = format!("{query_id}.0.{task_index}");
+        task_handles.created.push((task_id.clone(), candidates.clone()));
+        let driver = TaskDriver { coordinator: coordinator.clone(), task_id, request, candidates };
+        let results_tx = results_tx.clone();
+        drivers.push(crate::runtime::spawn(async move {
+            let outcome = driver.run().await;
+            let _ = results_tx.send(outcome).await;
+        }));
+    }
+    drop(results_tx);
+    let mut remaining = spec.tasks;
+    let outcome = loop {
+        if remaining == 0 {
+            break Ok(());
+        }
+        match results_rx.recv().await {
+            Some(Ok(rows)) => {
+                remaining -= 1;
+                with_query(coordinator, query_id, |query| {
+                    query.push_rows(rows);
+                    query.task_done();
+                });
+            }
+            Some(Err(failure)) => break Err(failure),
+            None => break Err(QueryFailure::new(REMOTE_TASK_ERROR, "task drivers ended without a result")),
+        }
+    };
+    if outcome.is_ok() {
+        task_handles.created.clear(); // finished tasks were already released by their drivers
+    }
+    for driver in drivers {
+        driver.abort();
+    }
+    outcome
+}
+
+/// Cancels the query's tasks on their workers when execution ends early (failure or cancel).
+struct TaskCleanup {
+    coordinator: Coordinator,
+    created: Vec<(String, Vec<WorkerView>)>,
+}
+
+impl Drop for TaskCleanup {
+    fn drop(&mut self) {
+        if self.created.is_empty() {
+            return;
+        }
+        let client = self.coordinator.inner.client.clone();
+        let timeout_ms = self.coordinator.config().request_timeout_ms;
+        let tasks = std::mem::take(&mut self.created);
+        crate::runtime::spawn(async move {
+            for (task_id, candidates) in tasks {
+                // The task may have landed on any candidate; DELETE of an unknown task is harmless.
+                for worker in candidates {
+                    let url = format!("{}{}/{task_id}", worker.uri, paths::TASK);
+                    let request = Request::new(Method::DELETE, url, MessageKind::TaskCancel).timeout_ms(timeout_ms).retries(1);
+                    let _ = client.send(request).await;
+                }
+            }
+        });
+    }
+}
+
+/// Waits (bounded by `query-manager.required-workers-max-wait`) until the RM view lists a worker.
+async fn wait_for_workers(coordinator: &Coordinator) -> Result<Vec<WorkerView>, QueryFailure> {
+    let deadline_ms = coordinator.now_ms() + coordinator.config().required_workers_max_wait_ms;
+    loop {
+        let workers = coordinator.lock().view.as_ref().map(|view| view.workers.clone()).unwrap_or_default();
+        if !workers.is_empty() {
+            return Ok(workers);
+        }
+        if coordinator.now_ms() >= deadline_ms {
+            return Err(QueryFailure::new(NO_NODES_AVAILABLE, "No worker nodes available"));
+        }
+        crate::runtime::sleep_ms(WORKER_WAIT_POLL_MS).await;
+    }
+}
+
+struct TaskDriver {
+    coordinator: Coordinator,
+    task_id: String,
+    request: TaskRequest,
+    candidates: Vec<WorkerView>,
+}
+
+impl TaskDriver {
+    async fn run(self) -> Result<Vec<Vec<serde_json::Value>>, QueryFailure> {
+        let worker = self.create().await?;
+        let base = format!("{}{}/{}", worker.uri, paths::TASK, self.task_id);
+        let config = self.coordinator.config();
+        let client = &self.coordinator.inner.client;
+        let mut last_contact_ms = self.coordinator.now_ms();
+        loop {
+            crate::runtime::sleep_ms(config.task_status_interval_ms).await;
+            let status: Result<TaskStatus, _> = client.get_json(&base, MessageKind::TaskStatus, config.request_timeout_ms).await;
+            match status {
+                Ok(status) => {
+                    last_contact_ms = self.coordinator.now_ms();
+                    match status.state {
+                        TaskState::Finished => return self.fetch_results(&base).await,
+                        TaskState::Canceled | TaskState::Abandoned => {
+                            return Err(QueryFailure::new(
+                                REMOTE_TASK_ERROR,
+                                format!("Task {} was {:?} on {}", self.task_id, status.state, worker.node_id),
+                            ))
+                        }
+                        TaskState::Blocked | TaskState::Running => {}
+                    }
+                }
+                Err(ClientError::Status { status: 404, .. }) => {
+                    // The worker no longer knows the task: it restarted.
+                    return Err(QueryFailure::new(
+                        REMOTE_TASK_ERROR,
+                        format!("Task {} is gone from {} (the worker restarted)", self.task_id, worker.node_id),
+                    ));
+                }
+                Err(error) => {
+                    let silent_ms = self.coordinator.now_ms().saturating_sub(last_contact_ms);
+                    tracing::debug!(%error, task_id = %self.task_id, silent_ms, "task status poll failed");
+                    if silent_ms > config.remote_task_max_error_duration_ms {
+                        return Err(QueryFailure::new(
+                            REMOTE_TASK_ERROR,
+                            format!(
+                                "Could not communicate with the remote task {} on {} for {}: {error}",
+                                self.task_id,
+                                worker.node_id,
+                                crate::config::format_duration(silent_ms)
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Creates the task on the first candidate that accepts it (creation is idempotent by id).
+    async fn create(&self) -> Result<WorkerView, QueryFailure> {
+        let config = self.coordinator.config();
+        let mut last_error = String::from("no candidate workers");
+        for worker in &self.candidates {
+            let url = format!("{}{}/{}", worker.uri, paths::TASK, self.task_id);
+            let created: Result<TaskStatus, _> = self
+                .coordinator
+                .inner
+                .client
+                .post_json(&url, MessageKind::TaskCreate, &self.request, config.request_timeout_ms)
+                .await;
+            match created {
+                Ok(_) => return Ok(worker.clone()),
+                Err(ClientError::Status { status: 400, body, .. }) => {
+                    // The worker refused the task itself (e.g. it can never fit in its pool).
+                    return Err(match serde_json::from_str::<TaskRejection>(&body) {
+                        Ok(rejection) => QueryFailure::new(
+                            errors::by_name(&rejection.error_name).unwrap_or(REMOTE_TASK_ERROR),
+                            rejection.message,
+                        ),
+                        Err(_) => QueryFailure::new(REMOTE_TASK_ERROR, format!("{} refused task {}: {body}", worker.node_id, self.task_id)),
+                    });
+                }
+                Err(error) => {
+                    tracing::debug!(%error, task_id = %self.task_id, worker = %worker.node_id, "task creation failed");
+                    last_error = error.to_string();
+                }
+            }
+        }
+        Err(QueryFailure::new(NO_NODES_AVAILABLE, format!("Could not create task {}: {last_error}", self.task_id)))
+    }
+
+    async fn fetch_results(&self, base: &str) -> Result<Vec<Vec<serde_json::Value>>, QueryFailure> {
+        let config = self.coordinator.config();
+        let client = &self.coordinator.inner.client;
+        let url = format!("{base}/results");
+        let request = Request::new(Method::GET, &url, MessageKind::TaskResults).timeout_ms(config.request_timeout_ms).retries(3);
+        let response = client
+            .send(request)
+            .await
+            .map_err(|error| QueryFailure::new(REMOTE_TASK_ERROR, format!("Could not fetch results of {}: {error}", self.task_id)))?;
+        let results: TaskResults = serde_json::from_slice(&response.body)
+            .map_err(|error| QueryFailure::new(REMOTE_TASK_ERROR, format!("Bad results from task {}: {error}", self.task_id)))?;
+        // Release the task on the worker; it also expires there on its own if this is lost.
+        let delete = Request::new(Method::DELETE, base, MessageKind::TaskCancel).timeout_ms(config.request_timeout_ms);
+        let _ = client.send(delete).await;
+        Ok(results.rows)
+    }
+}

@@ -1,0 +1,385 @@
+//! The coordinator: accepts SQL over the Presto client protocol, admits it against the
+//! cluster-wide limit using its own counts merged with the RM view, schedules tasks on workers,
+//! returns results, and tells every RM about its queries.
+//!
+//! Layout:
+//! - [`admission`]: the pure admission decision (cluster-wide limit + Presto's freshness gate);
+//! - [`query`]: one query's lifecycle and result pages (pure);
+//! - [`scheduler`]: which workers get a query's tasks (pure);
+//! - [`execution`]: the async driver that runs a started query's tasks on workers;
+//! - [`rm_sync`]: batched query heartbeats to every RM and polling one RM for the cluster view;
+//! - [`statement_api`]: the HTTP handlers of the client protocol.
+
+pub mod admission;
+mod execution;
+pub mod query;
+mod rm_sync;
+pub mod scheduler;
+mod statement_api;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use admission::{Admission, RemoteCounts, SubmitOutcome, ROOT_GROUP};
+use query::{NewQuery, Query};
+
+use crate::config::NodeConfig;
+use crate::discovery::announcer::ResourceManagers;
+use crate::protocol::errors::{QUERY_QUEUE_FULL, USER_CANCELED};
+use crate::protocol::{QueryFailure, QueryResults, SessionContext};
+use crate::runtime::http_client::HttpClient;
+use crate::runtime::rng::NodeRng;
+use crate::runtime::sim_hooks::{self, Event};
+use crate::runtime::Clock;
+use crate::wire::ClusterView;
+
+/// Queries a coordinator holds at most (queued + running + history); beyond it new queries are
+/// refused with QUERY_QUEUE_FULL rather than growing without bound.
+const QUERIES_HELD_MAX: usize = 100_000;
+
+#[derive(Clone)]
+pub struct Coordinator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: NodeConfig,
+    clock: Clock,
+    rng: NodeRng,
+    client: HttpClient,
+    resource_managers: ResourceManagers,
+    self_uri: String,
+    /// Five base-32 characters ending every query id this coordinator makes.
+    id_suffix: String,
+    state: Mutex<State>,
+    /// Woken when a query changed state, so the heartbeat goes out promptly (coalesced).
+    heartbeat_due: tokio::sync::Notify,
+    shutting_down: AtomicBool,
+}
+
+struct State {
+    queries: BTreeMap<String, Query>,
+    admission: Admission,
+    view: Option<ClusterView>,
+    next_query_number: u64,
+    heartbeat_sequence: u64,
+    schedule_cursor: u64,
+}
+
+impl Coordinator {
+    pub fn new(config: NodeConfig, clock: Clock, rng: NodeRng, client: HttpClient, resource_managers: ResourceManagers) -> Self {
+        let now_ms = clock.now_ms();
+        let admission = Admission::new(
+            config.max_concurrent_queries,
+            config.max_queued_queries,
+            config.concurrency_threshold,
+            now_ms,
+        );
+        let self_uri = config.self_uri();
+        let id_suffix = id_suffix(&config.node_id);
+        let state = State {
+            queries: BTreeMap::new(),
+            admission,
+            view: None,
+            next_query_number: 0,
+            heartbeat_sequence: 0,
+            schedule_cursor: 0,
+        };
+        Coordinator {
+            inner: Arc::new(Inner {
+                config,
+                clock,
+                rng,
+                client,
+                resource_managers,
+                self_uri,
+                id_suffix,
+                state: Mutex::new(state),
+                heartbeat_due: tokio::sync::Notify::new(),
+                shutting_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Starts the background loops: RM heartbeats, RM polling and housekeeping.
+    pub fn spawn_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            crate::runtime::spawn(rm_sync::run_query_heartbeats(self.clone())),
+            crate::runtime::spawn(rm_sync::run_view_poller(self.clone())),
+            crate::runtime::spawn(run_housekeeping(self.clone())),
+        ]
+    }
+
+    pub fn router(&self) -> axum::Router {
+        statement_api::router(self.clone())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    pub fn self_uri(&self) -> &str {
+        &self.inner.self_uri
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.inner.config.node_id
+    }
+
+    /// Creates a query from `POST /v1/statement` and returns the first page.
+    fn submit(&self, session: SessionContext, sql: String) -> QueryResults {
+        let now_ms = self.now_ms();
+        let wall_ms = self.inner.clock.wall_ms();
+        let parsed = crate::sql::parse(&sql);
+        let mut state = self.lock();
+        state.next_query_number += 1;
+        let query_id = format!(
+            "{}_{:05}_{}",
+            crate::runtime::clock::format_query_id_prefix(wall_ms),
+            state.next_query_number % 100_000,
+            self.inner.id_suffix
+        );
+        let slug = format!("x{:016x}{:016x}", self.inner.rng.next_u64(), self.inner.rng.next_u64());
+        let (query_type, plan, parse_failure) = match parsed {
+            Ok(parsed) => (parsed.query_type, parsed.plan, None),
+            Err(failure) => (None, crate::sql::Plan::Constant { columns: vec![], row: vec![] }, Some(failure)),
+        };
+        let mut query = Query::new(NewQuery {
+            id: query_id.clone(),
+            slug,
+            session,
+            sql,
+            query_type,
+            plan,
+            group: ROOT_GROUP.to_string(),
+            now_ms,
+            wall_ms,
+        });
+        sim_hooks::record(|| Event::QueryCreated {
+            query_id: query_id.clone(),
+            coordinator: self.node_id().to_string(),
+            user: query.session.user.clone(),
+            group: query.group.clone(),
+        });
+        let refusal = if let Some(failure) = parse_failure {
+            Some(failure)
+        } else if self.inner.shutting_down.load(Ordering::Relaxed) {
+            Some(QueryFailure::new(crate::protocol::errors::SERVER_SHUTTING_DOWN, "Server is shutting down"))
+        } else if state.queries.len() >= QUERIES_HELD_MAX {
+            Some(QueryFailure::new(QUERY_QUEUE_FULL, format!("Too many queries held by this coordinator ({QUERIES_HELD_MAX})")))
+        } else {
+            match state.admission.submit(&query_id, now_ms) {
+                SubmitOutcome::Started => {
+                    self.start_query(&mut query, now_ms);
+                    None
+                }
+                SubmitOutcome::Queued => None,
+                SubmitOutcome::QueueFull(message) => Some(QueryFailure::new(QUERY_QUEUE_FULL, message)),
+            }
+        };
+        if let Some(failure) = refusal {
+            query.fail(failure, now_ms);
+            self.record_finished(&query);
+        }
+        let page = query.queued_page(0, &self.inner.self_uri, now_ms).unwrap_or_else(|_| unreachable_page(&query_id));
+        state.queries.insert(query_id, query);
+        drop(state);
+        self.inner.heartbeat_due.notify_one();
+        page
+    }
+
+    /// Marks `query` running and hands it to the execution driver. Caller holds the state lock.
+    fn start_query(&self, query: &mut Query, now_ms: u64) {
+        query.mark_running(now_ms);
+        sim_hooks::record(|| Event::QueryStarted {
+            query_id: query.id.clone(),
+            coordinator: self.node_id().to_string(),
+            group: query.group.clone(),
+            hard_concurrency_limit: self.inner.config.max_concurrent_queries,
+        });
+        tracing::info!(query_id = %query.id, "query started");
+        crate::runtime::spawn(execution::execute(self.clone(), query.id.clone()));
+    }
+
+    /// Starts whatever the admission policy now allows.
+    fn dispatch(&self) {
+        let now_ms = self.now_ms();
+        let mut state = self.lock();
+        let started = state.admission.start_eligible(now_ms);
+        for query_id in started {
+            match state.queries.get_mut(&query_id) {
+                Some(query) => self.start_query(query, now_ms),
+                None => {
+                    // Admission and the query map are updated together under one lock.
+                    debug_assert!(false, "admitted query {query_id} is not held");
+                    state.admission.remove(&query_id);
+                }
+            }
+        }
+    }
+
+    /// Ends a query with `failure` (no-op if it already ended) and frees its slot.
+    fn fail_query(&self, query_id: &str, failure: QueryFailure) -> bool {
+        let now_ms = self.now_ms();
+        let mut state = self.lock();
+        let Some(query) = state.queries.get_mut(query_id) else { return false };
+        if !query.fail(failure, now_ms) {
+            return true;
+        }
+        tracing::info!(%query_id, error = %query.failure.as_ref().map(|f| f.to_string()).unwrap_or_default(), "query failed");
+        self.record_finished(query);
+        state.admission.remove(query_id);
+        drop(state);
+        self.after_query_ended();
+        true
+    }
+
+    fn finish_query(&self, query_id: &str) {
+        let now_ms = self.now_ms();
+        let mut state = self.lock();
+        let Some(query) = state.queries.get_mut(query_id) else { return };
+        if query.is_done() {
+            return;
+        }
+        query.finish(now_ms);
+        tracing::info!(%query_id, rows = query.rows_produced, "query finished");
+        self.record_finished(query);
+        state.admission.remove(query_id);
+        drop(state);
+        self.after_query_ended();
+    }
+
+    fn after_query_ended(&self) {
+        self.inner.heartbeat_due.notify_one();
+        self.dispatch();
+    }
+
+    fn record_finished(&self, query: &Query) {
+        sim_hooks::record(|| Event::QueryFinished {
+            query_id: query.id.clone(),
+            coordinator: self.node_id().to_string(),
+            state: query.state.name().to_string(),
+            error_name: query.failure.as_ref().map(|failure| failure.code.name.to_string()),
+        });
+    }
+
+    pub fn cancel(&self, query_id: &str) -> bool {
+        self.fail_query(query_id, QueryFailure::new(USER_CANCELED, "Query was canceled"))
+    }
+
+    /// A fresh cluster view from an RM.
+    fn apply_view(&self, view: ClusterView) {
+        let now_ms = self.now_ms();
+        self.inner.resource_managers.learn(&view.resource_managers);
+        let remote = view
+            .groups
+            .iter()
+            .find(|group| group.group == ROOT_GROUP)
+            .map(|group| RemoteCounts {
+                running: group.running + group.descendant_running,
+                queued: group.queued + group.descendant_queued,
+            })
+            .unwrap_or_default();
+        let mut state = self.lock();
+        state.admission.refresh(remote, now_ms);
+        state.view = Some(view);
+        drop(state);
+        self.dispatch();
+    }
+
+    /// Fails queries whose client stopped polling and forgets old finished ones (bounded history).
+    fn housekeeping(&self) {
+        let now_ms = self.now_ms();
+        let client_timeout_ms = self.config().query_client_timeout_ms;
+        let abandoned: Vec<(String, u64)> = self
+            .lock()
+            .queries
+            .values()
+            .filter(|query| !query.is_done() && now_ms.saturating_sub(query.last_client_access_ms) > client_timeout_ms)
+            .map(|query| (query.id.clone(), query.last_client_access_ms))
+            .collect();
+        for (query_id, last_access_ms) in abandoned {
+            let message = format!(
+                "Query {query_id} has not been accessed since {}: currentTime {}",
+                crate::runtime::clock::format_iso8601(last_access_ms),
+                crate::runtime::clock::format_iso8601(now_ms)
+            );
+            self.fail_query(&query_id, QueryFailure::new(crate::protocol::errors::ABANDONED_QUERY, message));
+        }
+        let mut state = self.lock();
+        let history_max = self.config().query_max_history as usize;
+        let min_age_ms = self.config().query_min_expire_age_ms;
+        let mut done: Vec<(u64, String)> = state
+            .queries
+            .values()
+            .filter_map(|query| Some((query.ended_ms?, query.id.clone())))
+            .collect();
+        done.sort();
+        let excess = done.len().saturating_sub(history_max);
+        for (ended_ms, query_id) in done.into_iter().take(excess) {
+            if now_ms.saturating_sub(ended_ms) >= min_age_ms {
+                state.queries.remove(&query_id);
+            }
+        }
+    }
+
+    /// Stops accepting queries; returns once running and queued ones are done (bounded by caller).
+    pub async fn drain(&self) {
+        self.inner.shutting_down.store(true, Ordering::Relaxed);
+        loop {
+            let active = self.lock().queries.values().filter(|query| !query.is_done()).count();
+            if active == 0 {
+                return;
+            }
+            crate::runtime::sleep_ms(100).await;
+        }
+    }
+
+    /// Counts for tests and the info endpoint: (running, queued) on this coordinator.
+    pub fn local_counts(&self) -> (u32, u32) {
+        let state = self.lock();
+        (state.admission.local_running(), state.admission.local_queued())
+    }
+}
+
+async fn run_housekeeping(coordinator: Coordinator) {
+    loop {
+        crate::runtime::sleep_ms(1_000).await;
+        coordinator.housekeeping();
+    }
+}
+
+/// Five base-32 characters derived from the node id (FNV-1a), like Presto's coordinator id part.
+fn id_suffix(node_id: &str) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in node_id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..5).map(|index| ALPHABET[((hash >> (index * 5)) & 31) as usize] as char).collect()
+}
+
+fn unreachable_page(query_id: &str) -> QueryResults {
+    // queued_page(0) on a fresh query cannot fail; answer something well-formed regardless.
+    QueryResults {
+        id: query_id.to_string(),
+        info_uri: String::new(),
+        next_uri: None,
+        columns: None,
+        data: None,
+        stats: Default::default(),
+        error: None,
+        warnings: vec![],
+        update_type: None,
+    }
+}

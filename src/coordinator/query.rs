@@ -1,0 +1,366 @@
+//! One query as its coordinator holds it: lifecycle, buffered result rows, and the pages of the
+//! client protocol. Pure: no I/O; the HTTP handlers and the execution driver call into it.
+//!
+//! Paging follows Presto: the `POST` answer points at `queued/{id}/1`; queued tokens may repeat the
+//! last one or step by one; once the query leaves the queue the next URI is `executing/{id}/0`.
+//! Executing token `n` returns page `n`; asking for the same token again returns the same page
+//! (so client retries are safe), asking for an older one is `410 Gone`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::protocol::results::QueryError;
+use crate::protocol::{Column, QueryFailure, QueryResults, SessionContext, StatementStats};
+use crate::sql::{Plan, QueryType};
+use crate::wire::{QueryState, QuerySummary};
+
+/// Rows per result page (Presto targets ~1 MB pages; synthetic rows are ~40 bytes).
+pub const PAGE_ROWS_MAX: usize = 4096;
+/// SQL text kept in summaries sent to RMs.
+const SUMMARY_SQL_CHARS_MAX: usize = 1000;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PageError {
+    /// The token is older than the last page served: 410.
+    Gone,
+    /// Unknown token or wrong slug: 404.
+    NotFound,
+}
+
+#[derive(Debug)]
+pub struct Query {
+    pub id: String,
+    pub slug: String,
+    pub session: SessionContext,
+    pub sql: String,
+    pub query_type: Option<QueryType>,
+    pub plan: Plan,
+    pub group: String,
+    pub state: QueryState,
+    pub failure: Option<QueryFailure>,
+    pub created_ms: u64,
+    pub created_wall_ms: u64,
+    pub started_ms: Option<u64>,
+    pub ended_ms: Option<u64>,
+    pub last_client_access_ms: u64,
+    pub columns: Vec<Column>,
+    buffered: VecDeque<Vec<Value>>,
+    pub rows_produced: u64,
+    pub tasks_total: u32,
+    pub tasks_done: u32,
+    pub memory_bytes: u64,
+    queued_token: u64,
+    executing: Option<(u64, QueryResults)>,
+    /// Woken on every change a long-polling client may be waiting for.
+    pub changed: Arc<tokio::sync::Notify>,
+    /// Woken once when the query must stop (cancel, abandonment, kill).
+    pub cancel: Arc<tokio::sync::Notify>,
+}
+
+pub struct NewQuery {
+    pub id: String,
+    pub slug: String,
+    pub session: SessionContext,
+    pub sql: String,
+    pub query_type: Option<QueryType>,
+    pub plan: Plan,
+    pub group: String,
+    pub now_ms: u64,
+    pub wall_ms: u64,
+}
+
+impl Query {
+    pub fn new(new: NewQuery) -> Query {
+        let columns = match &new.plan {
+            Plan::Constant { columns, .. } => columns.clone(),
+            Plan::Synthetic(spec) => spec.columns.iter().map(|column| column.column()).collect(),
+        };
+        let (tasks_total, memory_bytes) = match &new.plan {
+            Plan::Constant { .. } => (0, 0),
+            Plan::Synthetic(spec) => (spec.tasks, spec.task_memory_bytes.saturating_mul(u64::from(spec.tasks))),
+        };
+        Query {
+            id: new.id,
+            slug: new.slug,
+            session: new.session,
+            sql: new.sql,
+            query_type: new.query_type,
+            plan: new.plan,
+            group: new.group,
+            state: QueryState::Queued,
+            failure: None,
+            created_ms: new.now_ms,
+            created_wall_ms: new.wall_ms,
+            started_ms: None,
+            ended_ms: None,
+            last_client_access_ms: new.now_ms,
+            columns,
+            buffered: VecDeque::new(),
+            rows_produced: 0,
+            tasks_total,
+            tasks_done: 0,
+            memory_bytes,
+            queued_token: 0,
+            executing: None,
+            changed: Arc::new(tokio::sync::Notify::new()),
+            cancel: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state.is_done()
+    }
+
+    pub fn mark_running(&mut self, now_ms: u64) {
+        assert_eq!(self.state, QueryState::Queued, "only a queued query starts");
+        self.state = QueryState::Running;
+        self.started_ms = Some(now_ms);
+        self.changed.notify_waiters();
+    }
+
+    /// Appends rows produced by a task (already in the full column order of the plan).
+    pub fn push_rows(&mut self, rows: Vec<Vec<Value>>) {
+        assert!(!self.is_done(), "rows after the query ended");
+        self.rows_produced += rows.len() as u64;
+        self.buffered.extend(rows);
+        self.changed.notify_waiters();
+    }
+
+    pub fn task_done(&mut self) {
+        self.tasks_done += 1;
+        assert!(self.tasks_done <= self.tasks_total.max(1));
+        self.changed.notify_waiters();
+    }
+
+    pub fn finish(&mut self, now_ms: u64) {
+        if self.is_done() {
+            return;
+        }
+        self.state = QueryState::Finished;
+        self.ended_ms = Some(now_ms);
+        self.changed.notify_waiters();
+    }
+
+    /// Fails the query (no-op when it already ended). Buffered rows are dropped: a failed query
+    /// returns no more data, and holding it would only cost memory.
+    pub fn fail(&mut self, failure: QueryFailure, now_ms: u64) -> bool {
+        if self.is_done() {
+            return false;
+        }
+        self.state = QueryState::Failed;
+        self.failure = Some(failure);
+        self.ended_ms = Some(now_ms);
+        self.buffered.clear();
+        self.changed.notify_waiters();
+        self.cancel.notify_one();
+        true
+    }
+
+    /// True when a long-polling client on the executing path has something new to see.
+    pub fn has_news_for_executing(&self) -> bool {
+        self.is_done() || !self.buffered.is_empty()
+    }
+
+    pub fn queued_page(&mut self, token: u64, base_uri: &str, now_ms: u64) -> Result<QueryResults, PageError> {
+        if token < self.queued_token {
+            return Err(PageError::Gone);
+        }
+        if token > self.queued_token + 1 {
+            return Err(PageError::NotFound);
+        }
+        self.queued_token = token;
+        self.last_client_access_ms = now_ms;
+        let next_uri = match (self.state, &self.failure) {
+            (QueryState::Queued, _) => Some(format!("{base_uri}/v1/statement/queued/{}/{}?slug={}", self.id, token + 1, self.slug)),
+            (QueryState::Failed, Some(_)) if self.executing.is_none() => None,
+            _ => Some(format!("{base_uri}/v1/statement/executing/{}/0?slug={}", self.id, self.slug)),
+        };
+        let mut page = self.results(base_uri, next_uri, now_ms);
+        if page.next_uri.is_some() {
+            page.error = None;
+        }
+        Ok(page)
+    }
+
+    pub fn executing_page(&mut self, token: u64, base_uri: &str, now_ms: u64) -> Result<QueryResults, PageError> {
+        self.last_client_access_ms = now_ms;
+        let expected = match &self.executing {
+            Some((last, page)) if *last == token => return Ok(page.clone()),
+            Some((last, _)) if token < *last => return Err(PageError::Gone),
+            Some((last, _)) => last + 1,
+            None => 0,
+        };
+        if token != expected {
+            return Err(PageError::NotFound);
+        }
+        let take = self.buffered.len().min(PAGE_ROWS_MAX);
+        let drained: Vec<Vec<Value>> = self.buffered.drain(..take).collect();
+        let rows: Vec<Vec<Value>> = drained.into_iter().map(|row| self.project(row)).collect();
+        let more = !self.is_done() || !self.buffered.is_empty();
+        let next_uri = more.then(|| format!("{base_uri}/v1/statement/executing/{}/{}?slug={}", self.id, token + 1, self.slug));
+        let mut page = self.results(base_uri, next_uri, now_ms);
+        page.columns = Some(self.columns.clone());
+        if !rows.is_empty() {
+            page.data = Some(rows);
+        }
+        self.executing = Some((token, page.clone()));
+        Ok(page)
+    }
+
+    /// A synthetic task produces `[task, row, worker]`; the client asked for some of them.
+    fn project(&self, row: Vec<Value>) -> Vec<Value> {
+        match &self.plan {
+            Plan::Constant { .. } => row,
+            Plan::Synthetic(spec) => {
+                spec.columns.iter().map(|column| row.get(column.position()).cloned().unwrap_or(Value::Null)).collect()
+            }
+        }
+    }
+
+    /// The page every path shares: id, URIs, stats and, once failed and final, the error.
+    fn results(&self, base_uri: &str, next_uri: Option<String>, now_ms: u64) -> QueryResults {
+        // While pages remain to be read, Presto reports the query as still running.
+        let state = match self.state {
+            QueryState::Finished if next_uri.is_some() => "RUNNING",
+            QueryState::Failed if next_uri.is_some() => "RUNNING",
+            state => state.name(),
+        };
+        let error = match (&self.failure, &next_uri) {
+            (Some(failure), None) => Some(QueryError::from(failure)),
+            _ => None,
+        };
+        QueryResults {
+            id: self.id.clone(),
+            info_uri: format!("{base_uri}/ui/query.html?{}", self.id),
+            next_uri,
+            columns: None,
+            data: None,
+            stats: self.stats(state, now_ms),
+            error,
+            warnings: Vec::new(),
+            update_type: None,
+        }
+    }
+
+    fn stats(&self, state: &str, now_ms: u64) -> StatementStats {
+        let end_ms = self.ended_ms.unwrap_or(now_ms);
+        let queued_until_ms = self.started_ms.or(self.ended_ms).unwrap_or(now_ms);
+        let progress = if self.tasks_total == 0 {
+            if self.is_done() { 100.0 } else { 0.0 }
+        } else {
+            100.0 * f64::from(self.tasks_done) / f64::from(self.tasks_total)
+        };
+        StatementStats {
+            state: state.to_string(),
+            queued: self.state == QueryState::Queued,
+            scheduled: self.started_ms.is_some(),
+            nodes: self.tasks_total.max(1),
+            total_splits: self.tasks_total,
+            queued_splits: 0,
+            running_splits: self.tasks_total.saturating_sub(self.tasks_done) * u32::from(self.state == QueryState::Running),
+            completed_splits: self.tasks_done,
+            cpu_time_millis: 0,
+            wall_time_millis: end_ms.saturating_sub(self.started_ms.unwrap_or(end_ms)),
+            queued_time_millis: queued_until_ms.saturating_sub(self.created_ms),
+            elapsed_time_millis: end_ms.saturating_sub(self.created_ms),
+            processed_rows: self.rows_produced,
+            processed_bytes: 0,
+            peak_memory_bytes: if self.started_ms.is_some() { self.memory_bytes } else { 0 },
+            peak_total_memory_bytes: if self.started_ms.is_some() { self.memory_bytes } else { 0 },
+            spilled_bytes: 0,
+            progress_percentage: progress,
+        }
+    }
+
+    pub fn summary(&self) -> QuerySummary {
+        QuerySummary {
+            query_id: self.id.clone(),
+            group: self.group.clone(),
+            state: self.state,
+            user: self.session.user.clone(),
+            source: self.session.source.clone(),
+            query: self.sql.chars().take(SUMMARY_SQL_CHARS_MAX).collect(),
+            memory_bytes: if self.state == QueryState::Running { self.memory_bytes } else { 0 },
+            created_wall_ms: self.created_wall_ms,
+            error_name: self.failure.as_ref().map(|failure| failure.code.name.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::errors::USER_CANCELED;
+    use crate::protocol::session::HeaderDialect;
+    use std::collections::BTreeMap;
+
+    fn query(sql: &str) -> Query {
+        let parsed = crate::sql::parse(sql).unwrap();
+        Query::new(NewQuery {
+            id: "20261121_000000_00001_abcde".into(),
+            slug: "xslug".into(),
+            session: SessionContext {
+                dialect: HeaderDialect::Presto,
+                user: "alice".into(),
+                source: None,
+                catalog: None,
+                schema: None,
+                client_tags: vec![],
+                properties: BTreeMap::new(),
+            },
+            sql: sql.into(),
+            query_type: parsed.query_type,
+            plan: parsed.plan,
+            group: "global".into(),
+            now_ms: 0,
+            wall_ms: 0,
+        })
+    }
+
+    const BASE: &str = "http://c1:8080";
+
+    #[test]
+    fn pages_walk_from_queued_to_executing_and_repeat_safely() {
+        let mut query = query("SELECT row FROM synthetic(tasks => 1, rows => 5000)");
+        let page = query.queued_page(1, BASE, 1).unwrap();
+        assert_eq!(page.stats.state, "QUEUED");
+        assert!(page.next_uri.as_deref().unwrap().contains("/queued/20261121_000000_00001_abcde/2?slug=xslug"));
+        assert_eq!(query.queued_page(1, BASE, 2).unwrap().stats.state, "QUEUED", "same token again is fine");
+        assert_eq!(query.queued_page(5, BASE, 2).unwrap_err(), PageError::NotFound);
+        query.mark_running(3);
+        let page = query.queued_page(2, BASE, 4).unwrap();
+        assert!(page.next_uri.unwrap().ends_with("/executing/20261121_000000_00001_abcde/0?slug=xslug"));
+
+        let page0 = query.executing_page(0, BASE, 5).unwrap();
+        assert!(page0.data.is_none(), "no rows yet: data omitted, not empty");
+        assert_eq!(page0.columns.as_ref().unwrap()[0].name, "row");
+        let rows = crate::sql::synthetic::generate_rows(0, 0, 5000, "w1");
+        query.push_rows(rows);
+        query.task_done();
+        query.finish(6);
+        let page1 = query.executing_page(1, BASE, 7).unwrap();
+        assert_eq!(page1.data.as_ref().unwrap().len(), PAGE_ROWS_MAX);
+        assert_eq!(page1.data.as_ref().unwrap()[1], vec![serde_json::json!(1)], "projected to the row column");
+        assert_eq!(page1.stats.state, "RUNNING", "more pages follow");
+        let again = query.executing_page(1, BASE, 8).unwrap();
+        assert_eq!(again.data, page1.data, "a retried token returns the same page");
+        assert_eq!(query.executing_page(0, BASE, 9).unwrap_err(), PageError::Gone);
+        let last = query.executing_page(2, BASE, 10).unwrap();
+        assert_eq!(last.data.unwrap().len(), 5000 - PAGE_ROWS_MAX);
+        assert!(last.next_uri.is_none());
+        assert_eq!(last.stats.state, "FINISHED");
+    }
+
+    #[test]
+    fn failures_end_paging_with_the_error() {
+        let mut query = query("SELECT * FROM synthetic(tasks => 2)");
+        assert!(query.fail(QueryFailure::new(USER_CANCELED, "Query was canceled"), 5));
+        assert!(!query.fail(QueryFailure::new(USER_CANCELED, "again"), 6), "first failure wins");
+        let page = query.queued_page(1, BASE, 7).unwrap();
+        assert!(page.next_uri.is_none());
+        assert_eq!(page.error.unwrap().error_name, "USER_CANCELED");
+        assert_eq!(page.stats.state, "FAILED");
+    }
+}

@@ -1,0 +1,197 @@
+//! HTTP handlers of the Presto client protocol on a coordinator.
+//!
+//! `POST /v1/statement`, `GET|DELETE /v1/statement/{queued|executing}/{id}/{token}?slug=…`,
+//! `GET|DELETE /v1/query/{id}`. GETs long-poll up to `maxWait` (default 1 s, at most 10 s) for
+//! something new. Every URI handed out is absolute and names this coordinator, so clients that
+//! entered through a load balancer keep talking to the coordinator that owns their query.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query as UrlQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::query::PageError;
+use super::Coordinator;
+use crate::protocol::SessionContext;
+
+const MAX_WAIT_MS_DEFAULT: u64 = 1_000;
+const MAX_WAIT_MS_MAX: u64 = 10_000;
+
+pub fn router(coordinator: Coordinator) -> Router {
+    Router::new()
+        .route("/v1/statement", post(post_statement))
+        .route("/v1/statement/queued/{query_id}/{token}", get(get_queued).delete(delete_statement))
+        .route("/v1/statement/executing/{query_id}/{token}", get(get_executing).delete(delete_statement))
+        .route("/v1/query/{query_id}", get(get_query).delete(delete_query))
+        .with_state(coordinator)
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.into()).into_response()
+}
+
+async fn post_statement(State(coordinator): State<Coordinator>, headers: HeaderMap, body: Bytes) -> Response {
+    let session = match SessionContext::from_headers(&headers) {
+        Ok(session) => session,
+        Err(message) => return text(StatusCode::BAD_REQUEST, message),
+    };
+    let Ok(sql) = String::from_utf8(body.to_vec()) else {
+        return text(StatusCode::BAD_REQUEST, "SQL statement is not valid UTF-8");
+    };
+    if sql.trim().is_empty() {
+        return text(StatusCode::BAD_REQUEST, "SQL statement is empty");
+    }
+    let page = coordinator.submit(session, sql);
+    Json(page).into_response()
+}
+
+/// `slug` must match; `maxWait` is a Presto duration.
+fn read_params(params: &BTreeMap<String, String>) -> Result<(String, u64), Response> {
+    let slug = params.get("slug").cloned().unwrap_or_default();
+    let max_wait_ms = match params.get("maxWait") {
+        None => MAX_WAIT_MS_DEFAULT,
+        Some(text) => crate::config::parse_duration_ms(text)
+            .map_err(|reason| self::text(StatusCode::BAD_REQUEST, format!("maxWait: {reason}")))?
+            .min(MAX_WAIT_MS_MAX),
+    };
+    Ok((slug, max_wait_ms))
+}
+
+fn page_error(error: PageError) -> Response {
+    match error {
+        PageError::Gone => text(StatusCode::GONE, "Token is no longer valid"),
+        PageError::NotFound => text(StatusCode::NOT_FOUND, "Query not found"),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PagePath {
+    Queued,
+    Executing,
+}
+
+async fn get_queued(
+    State(coordinator): State<Coordinator>,
+    Path((query_id, token)): Path<(String, u64)>,
+    UrlQuery(params): UrlQuery<BTreeMap<String, String>>,
+) -> Response {
+    serve_page(coordinator, query_id, token, params, PagePath::Queued).await
+}
+
+async fn get_executing(
+    State(coordinator): State<Coordinator>,
+    Path((query_id, token)): Path<(String, u64)>,
+    UrlQuery(params): UrlQuery<BTreeMap<String, String>>,
+) -> Response {
+    serve_page(coordinator, query_id, token, params, PagePath::Executing).await
+}
+
+async fn serve_page(
+    coordinator: Coordinator,
+    query_id: String,
+    token: u64,
+    params: BTreeMap<String, String>,
+    path: PagePath,
+) -> Response {
+    let (slug, max_wait_ms) = match read_params(&params) {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let deadline_ms = coordinator.now_ms() + max_wait_ms;
+    loop {
+        let changed = match wait_handle(&coordinator, &query_id, &slug, path, deadline_ms) {
+            Ok(Some(changed)) => changed,
+            Ok(None) => break,
+            Err(response) => return response,
+        };
+        // Arm the notification, then look again: a change in between is not missed.
+        let notified = changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match wait_handle(&coordinator, &query_id, &slug, path, deadline_ms) {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(response) => return response,
+        }
+        let remaining_ms = deadline_ms.saturating_sub(coordinator.now_ms());
+        if crate::runtime::timeout_ms(remaining_ms, notified).await.is_none() {
+            break;
+        }
+    }
+    let now_ms = coordinator.now_ms();
+    let mut state = coordinator.lock();
+    let Some(query) = state.queries.get_mut(&query_id).filter(|query| query.slug == slug) else {
+        return text(StatusCode::NOT_FOUND, "Query not found");
+    };
+    let base_uri = coordinator.self_uri().to_string();
+    let page = match path {
+        PagePath::Queued => query.queued_page(token, &base_uri, now_ms),
+        PagePath::Executing => query.executing_page(token, &base_uri, now_ms),
+    };
+    match page {
+        Ok(page) => Json(page).into_response(),
+        Err(error) => page_error(error),
+    }
+}
+
+/// `Ok(Some(notify))` while the client should keep waiting, `Ok(None)` when a page is due.
+fn wait_handle(
+    coordinator: &Coordinator,
+    query_id: &str,
+    slug: &str,
+    path: PagePath,
+    deadline_ms: u64,
+) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>, Response> {
+    let state = coordinator.lock();
+    let Some(query) = state.queries.get(query_id).filter(|query| query.slug == slug) else {
+        return Err(text(StatusCode::NOT_FOUND, "Query not found"));
+    };
+    let worth_waiting = match path {
+        PagePath::Queued => query.state == crate::wire::QueryState::Queued,
+        PagePath::Executing => !query.has_news_for_executing(),
+    };
+    Ok((worth_waiting && coordinator.now_ms() < deadline_ms).then(|| query.changed.clone()))
+}
+
+async fn delete_statement(
+    State(coordinator): State<Coordinator>,
+    Path((query_id, _token)): Path<(String, u64)>,
+    UrlQuery(params): UrlQuery<BTreeMap<String, String>>,
+) -> Response {
+    let slug = params.get("slug").cloned().unwrap_or_default();
+    let known = coordinator.lock().queries.get(&query_id).is_some_and(|query| query.slug == slug);
+    if !known {
+        return text(StatusCode::NOT_FOUND, "Query not found");
+    }
+    coordinator.cancel(&query_id);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn delete_query(State(coordinator): State<Coordinator>, Path(query_id): Path<String>) -> Response {
+    if coordinator.cancel(&query_id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        text(StatusCode::NOT_FOUND, "Query not found")
+    }
+}
+
+async fn get_query(State(coordinator): State<Coordinator>, Path(query_id): Path<String>) -> Response {
+    let state = coordinator.lock();
+    match state.queries.get(&query_id) {
+        Some(query) => {
+            let mut info = serde_json::to_value(query.summary()).unwrap_or_default();
+            if let Some(object) = info.as_object_mut() {
+                object.insert("self".into(), serde_json::Value::from(coordinator.self_uri()));
+                if let Some(failure) = &query.failure {
+                    object.insert("errorMessage".into(), serde_json::Value::from(failure.message.clone()));
+                }
+            }
+            Json(info).into_response()
+        }
+        None => text(StatusCode::GONE, "Query not found"),
+    }
+}

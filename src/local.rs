@@ -1,0 +1,136 @@
+//! A whole cluster's configuration from a few counts: used by `fireball local` (loopback ports)
+//! and by the simulator (one IP per node), so both start nodes from the same properties a person
+//! would write in `etc/`.
+
+use crate::config::properties::Properties;
+use crate::config::{NodeConfig, Role};
+
+#[derive(Clone, Debug)]
+pub struct ClusterLayout {
+    pub resource_managers: u32,
+    pub coordinators: u32,
+    pub workers: u32,
+    pub environment: String,
+    /// Extra properties applied to every node (Presto names), e.g. from a scenario's `[config]`.
+    pub properties: Vec<(String, String)>,
+}
+
+/// Per-role maximum, so that port ranges in `fireball local` never overlap.
+pub const NODES_PER_ROLE_MAX: u32 = 100;
+
+impl ClusterLayout {
+    pub fn new(resource_managers: u32, coordinators: u32, workers: u32) -> Self {
+        ClusterLayout { resource_managers, coordinators, workers, environment: "fireball".into(), properties: Vec::new() }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, count) in [
+            ("resource managers", self.resource_managers),
+            ("coordinators", self.coordinators),
+            ("workers", self.workers),
+        ] {
+            if count == 0 || count > NODES_PER_ROLE_MAX {
+                return Err(format!("{name}: need between 1 and {NODES_PER_ROLE_MAX}, not {count}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `rm-1`, `coordinator-2`, `worker-3`: the names scenarios and logs use.
+    pub fn node_names(&self) -> Vec<(Role, String)> {
+        let mut names = Vec::new();
+        for index in 1..=self.resource_managers {
+            names.push((Role::ResourceManager, format!("rm-{index}")));
+        }
+        for index in 1..=self.coordinators {
+            names.push((Role::Coordinator, format!("coordinator-{index}")));
+        }
+        for index in 1..=self.workers {
+            names.push((Role::Worker, format!("worker-{index}")));
+        }
+        names
+    }
+
+    /// Every node's config; `address` gives each node's host and port.
+    pub fn node_configs(&self, address: impl Fn(Role, u32) -> (String, u16)) -> Result<Vec<NodeConfig>, String> {
+        self.validate()?;
+        let index_of = |name: &str| -> u32 { name.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(0) };
+        let rm_uris: Vec<String> = (1..=self.resource_managers)
+            .map(|index| {
+                let (host, port) = address(Role::ResourceManager, index);
+                format!("http://{host}:{port}")
+            })
+            .collect();
+        let mut configs = Vec::new();
+        for (role, name) in self.node_names() {
+            let (host, port) = address(role, index_of(&name));
+            let mut properties = Properties::new();
+            let origin = "cluster layout";
+            properties.set("node.environment", self.environment.clone(), origin);
+            properties.set("node.id", name.clone(), origin);
+            properties.set("node.internal-address", host.clone(), origin);
+            properties.set("http-server.http.port", port.to_string(), origin);
+            properties.set("resource-manager-enabled", "true", origin);
+            match role {
+                Role::ResourceManager => {
+                    properties.set("resource-manager", "true", origin);
+                    properties.set("coordinator", "false", origin);
+                    properties.set("discovery-server.enabled", "true", origin);
+                    properties.set("discovery-server.peers", rm_uris.join(","), origin);
+                }
+                Role::Coordinator => properties.set("coordinator", "true", origin),
+                Role::Worker => properties.set("coordinator", "false", origin),
+            }
+            if role != Role::ResourceManager {
+                properties.set("discovery.uri", rm_uris.join(","), origin);
+            }
+            for (key, value) in &self.properties {
+                properties.set(key, value.clone(), "extra properties");
+            }
+            let config = NodeConfig::from_properties(&properties).map_err(|error| format!("{name}: {error}"))?;
+            configs.push(config);
+        }
+        Ok(configs)
+    }
+}
+
+/// Loopback ports for `fireball local`: coordinators from `base`, RMs from `base + 100`,
+/// workers from `base + 200`.
+pub fn loopback_address(base_port: u16, role: Role, index: u32) -> (String, u16) {
+    let offset = match role {
+        Role::Coordinator => 0,
+        Role::ResourceManager => 100,
+        Role::Worker => 200,
+    };
+    ("127.0.0.1".into(), base_port + offset + index as u16 - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_produces_valid_configs_for_every_role() {
+        let layout = ClusterLayout::new(2, 2, 3);
+        let configs = layout.node_configs(|role, index| loopback_address(8080, role, index)).unwrap();
+        assert_eq!(configs.len(), 7);
+        let rm = &configs[0];
+        assert_eq!((rm.role, rm.node_id.as_str(), rm.http_port), (Role::ResourceManager, "rm-1", 8180));
+        assert_eq!(rm.discovery_peers.len(), 2);
+        let worker = configs.last().unwrap();
+        assert_eq!((worker.role, worker.node_id.as_str(), worker.http_port), (Role::Worker, "worker-3", 8282));
+        assert_eq!(worker.discovery_uris, vec!["http://127.0.0.1:8180", "http://127.0.0.1:8181"]);
+        assert!(ClusterLayout::new(0, 1, 1).validate().is_err());
+    }
+
+    #[test]
+    fn extra_properties_are_checked_like_files() {
+        let mut layout = ClusterLayout::new(1, 1, 1);
+        layout.properties.push(("query.max-concurrent-queries".into(), "7".into()));
+        let configs = layout.node_configs(|role, index| loopback_address(9000, role, index)).unwrap();
+        assert!(configs.iter().all(|config| config.max_concurrent_queries == 7));
+        layout.properties.push(("no.such.property".into(), "1".into()));
+        let error = layout.node_configs(|role, index| loopback_address(9000, role, index)).unwrap_err();
+        assert!(error.contains("no.such.property"), "{error}");
+    }
+}

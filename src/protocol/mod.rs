@@ -1,0 +1,10 @@
+//! The Presto client protocol: request headers, result JSON and error codes.
+//! The HTTP handlers that speak it live with the coordinator (`coordinator::statement_api`).
+
+pub mod errors;
+pub mod results;
+pub mod session;
+
+pub use errors::{ErrorCode, QueryFailure};
+pub use results::{Column, QueryResults, SqlType, StatementStats};
+pub use session::SessionContext;

@@ -1,0 +1,151 @@
+//! The request headers of the Presto client protocol, in either dialect: clients send
+//! `X-Presto-*` (prestodb, PyHive, the Java CLI) or `X-Trino-*` (the trino client). We read
+//! whichever the client used, like Trino's `ProtocolHeaders.detectProtocol`.
+
+use axum::http::HeaderMap;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderDialect {
+    Presto,
+    Trino,
+}
+
+impl HeaderDialect {
+    fn prefix(self) -> &'static str {
+        match self {
+            HeaderDialect::Presto => "x-presto-",
+            HeaderDialect::Trino => "x-trino-",
+        }
+    }
+}
+
+/// Who is asking and how: what the coordinator needs from the headers of `POST /v1/statement`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionContext {
+    pub dialect: HeaderDialect,
+    pub user: String,
+    pub source: Option<String>,
+    pub catalog: Option<String>,
+    pub schema: Option<String>,
+    pub client_tags: Vec<String>,
+    pub properties: BTreeMap<String, String>,
+}
+
+const HEADER_VALUE_BYTES_MAX: usize = 8 * 1024;
+const SESSION_PROPERTIES_MAX: usize = 256;
+
+impl SessionContext {
+    /// Reads the session from request headers; the error is the 400 message the client gets.
+    pub fn from_headers(headers: &HeaderMap) -> Result<SessionContext, String> {
+        let dialect = if headers.keys().any(|name| name.as_str().starts_with("x-trino-")) {
+            HeaderDialect::Trino
+        } else {
+            HeaderDialect::Presto
+        };
+        let get = |suffix: &str| -> Result<Option<String>, String> {
+            let name = format!("{}{suffix}", dialect.prefix());
+            match headers.get(&name) {
+                None => Ok(None),
+                Some(value) => {
+                    if value.len() > HEADER_VALUE_BYTES_MAX {
+                        return Err(format!("header {name} is longer than {HEADER_VALUE_BYTES_MAX} bytes"));
+                    }
+                    let text = value.to_str().map_err(|_| format!("header {name} is not valid text"))?;
+                    let text = text.trim();
+                    Ok(if text.is_empty() { None } else { Some(text.to_string()) })
+                }
+            }
+        };
+        let user = get("user")?.ok_or_else(|| "User must be set".to_string())?;
+        let catalog = get("catalog")?;
+        let schema = get("schema")?;
+        if schema.is_some() && catalog.is_none() {
+            return Err("Schema is set but catalog is not".into());
+        }
+        let client_tags = get("client-tags")?
+            .map(|tags| tags.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect())
+            .unwrap_or_default();
+        let mut properties = BTreeMap::new();
+        let session_header = format!("{}session", dialect.prefix());
+        for value in headers.get_all(&session_header) {
+            let text = value.to_str().map_err(|_| format!("header {session_header} is not valid text"))?;
+            for pair in text.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
+                let (name, value) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("Invalid {session_header} header: {pair:?} is not name=value"))?;
+                let name = name.trim();
+                if name.is_empty() {
+                    return Err(format!("Invalid {session_header} header: empty property name"));
+                }
+                if properties.len() >= SESSION_PROPERTIES_MAX {
+                    return Err(format!("Too many session properties (at most {SESSION_PROPERTIES_MAX})"));
+                }
+                properties.insert(name.to_string(), percent_decode(value.trim()));
+            }
+        }
+        Ok(SessionContext { dialect, user, source: get("source")?, catalog, schema, client_tags, properties })
+    }
+}
+
+/// Clients URL-encode session property values (prestodb and trino both do).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if byte == b'%' && index + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).ok();
+            if let Some(value) = hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
+                out.push(value);
+                index += 3;
+                continue;
+            }
+        }
+        out.push(if byte == b'+' { b' ' } else { byte });
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn reads_either_dialect() {
+        let presto = SessionContext::from_headers(&headers(&[("x-presto-user", "alice"), ("x-presto-source", "cli")])).unwrap();
+        assert_eq!((presto.dialect, presto.user.as_str(), presto.source.as_deref()), (HeaderDialect::Presto, "alice", Some("cli")));
+        let trino = SessionContext::from_headers(&headers(&[
+            ("x-trino-user", "bob"),
+            ("x-trino-client-tags", "a, b"),
+            ("x-trino-session", "query_priority=3,x=a%20b"),
+            ("x-trino-session", "y=1"),
+        ]))
+        .unwrap();
+        assert_eq!(trino.dialect, HeaderDialect::Trino);
+        assert_eq!(trino.client_tags, vec!["a", "b"]);
+        assert_eq!(trino.properties.get("query_priority").map(String::as_str), Some("3"));
+        assert_eq!(trino.properties.get("x").map(String::as_str), Some("a b"));
+        assert_eq!(trino.properties.get("y").map(String::as_str), Some("1"));
+    }
+
+    #[test]
+    fn refuses_bad_headers_with_a_message() {
+        assert_eq!(SessionContext::from_headers(&headers(&[])).unwrap_err(), "User must be set");
+        let error = SessionContext::from_headers(&headers(&[("x-presto-user", "a"), ("x-presto-session", "novalue")])).unwrap_err();
+        assert!(error.contains("name=value"), "{error}");
+        let error = SessionContext::from_headers(&headers(&[("x-presto-user", "a"), ("x-presto-schema", "s")])).unwrap_err();
+        assert!(error.contains("catalog"), "{error}");
+    }
+}

@@ -1,0 +1,293 @@
+//! What an RM knows about the cluster, aggregated from heartbeats (Presto's
+//! `ResourceManagerClusterStateProvider`). Pure: time is passed in, no I/O.
+//!
+//! - Each coordinator's batched heartbeat *replaces* that coordinator's query set, so a query
+//!   missing from a batch has left it (finished and reported, or purged). Batches carry a sequence
+//!   number; an older batch arriving late is ignored, as Presto ignores out-of-order updates.
+//! - A coordinator silent for `query-expiration-timeout` loses its active queries (it crashed or
+//!   is cut off; its queries can no longer be counted as running anywhere the RM can see).
+//! - A node silent for `node-status-timeout` drops out of the worker and memory views.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::wire::{
+    ClusterMemory, GroupCounts, MemoryInfo, NodeHeartbeat, QueryHeartbeat, QueryState, QuerySummary, WorkerView,
+};
+
+/// Bounds on what a heartbeat may make an RM hold.
+pub const QUERIES_PER_COORDINATOR_MAX: usize = 100_000;
+pub const COORDINATORS_MAX: usize = 1_000;
+pub const NODES_MAX: usize = 100_000;
+
+#[derive(Clone, Debug)]
+pub struct ClusterStateConfig {
+    pub query_expiration_timeout_ms: u64,
+    pub node_status_timeout_ms: u64,
+    pub completed_query_expiration_ms: u64,
+    pub max_completed_queries: usize,
+}
+
+#[derive(Debug)]
+pub struct ClusterState {
+    config: ClusterStateConfig,
+    coordinators: BTreeMap<String, CoordinatorQueries>,
+    nodes: BTreeMap<String, NodeEntry>,
+}
+
+#[derive(Debug)]
+struct CoordinatorQueries {
+    uri: String,
+    sequence: u64,
+    last_heartbeat_ms: u64,
+    active: BTreeMap<String, QuerySummary>,
+    /// Recently completed queries, oldest first, with the time the RM learned they completed.
+    completed: VecDeque<(u64, QuerySummary)>,
+}
+
+#[derive(Debug)]
+struct NodeEntry {
+    heartbeat: NodeHeartbeat,
+    last_heartbeat_ms: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeartbeatOutcome {
+    Applied,
+    /// Older than what we already have: ignored.
+    Stale,
+    Refused(&'static str),
+}
+
+impl ClusterState {
+    pub fn new(config: ClusterStateConfig) -> Self {
+        ClusterState { config, coordinators: BTreeMap::new(), nodes: BTreeMap::new() }
+    }
+
+    pub fn apply_query_heartbeat(&mut self, heartbeat: QueryHeartbeat, now_ms: u64) -> HeartbeatOutcome {
+        if heartbeat.queries.len() > QUERIES_PER_COORDINATOR_MAX {
+            return HeartbeatOutcome::Refused("too many queries in one heartbeat");
+        }
+        if !self.coordinators.contains_key(&heartbeat.coordinator_id) && self.coordinators.len() >= COORDINATORS_MAX {
+            return HeartbeatOutcome::Refused("too many coordinators");
+        }
+        let entry = self.coordinators.entry(heartbeat.coordinator_id.clone()).or_insert_with(|| CoordinatorQueries {
+            uri: heartbeat.coordinator_uri.clone(),
+            sequence: 0,
+            last_heartbeat_ms: now_ms,
+            active: BTreeMap::new(),
+            completed: VecDeque::new(),
+        });
+        // Even a stale batch proves the coordinator is alive (Presto refreshes the time too).
+        entry.last_heartbeat_ms = entry.last_heartbeat_ms.max(now_ms);
+        if heartbeat.sequence <= entry.sequence && entry.sequence != 0 {
+            return HeartbeatOutcome::Stale;
+        }
+        entry.sequence = heartbeat.sequence;
+        entry.uri = heartbeat.coordinator_uri;
+        let mut active = BTreeMap::new();
+        for query in heartbeat.queries {
+            if query.state.is_done() {
+                if !entry.completed.iter().any(|(_, done)| done.query_id == query.query_id) {
+                    entry.completed.push_back((now_ms, query));
+                }
+            } else {
+                active.insert(query.query_id.clone(), query);
+            }
+        }
+        entry.active = active;
+        while entry.completed.len() > self.config.max_completed_queries {
+            entry.completed.pop_front();
+        }
+        HeartbeatOutcome::Applied
+    }
+
+    pub fn apply_node_heartbeat(&mut self, heartbeat: NodeHeartbeat, now_ms: u64) -> HeartbeatOutcome {
+        if !self.nodes.contains_key(&heartbeat.node_id) && self.nodes.len() >= NODES_MAX {
+            return HeartbeatOutcome::Refused("too many nodes");
+        }
+        self.nodes.insert(heartbeat.node_id.clone(), NodeEntry { heartbeat, last_heartbeat_ms: now_ms });
+        HeartbeatOutcome::Applied
+    }
+
+    /// Purges expired state (Presto runs its purges every 100 ms; callers do the same).
+    pub fn expire(&mut self, now_ms: u64) {
+        let config = &self.config;
+        for coordinator in self.coordinators.values_mut() {
+            if now_ms.saturating_sub(coordinator.last_heartbeat_ms) >= config.query_expiration_timeout_ms {
+                coordinator.active.clear();
+            }
+            while coordinator
+                .completed
+                .front()
+                .is_some_and(|(at_ms, _)| now_ms.saturating_sub(*at_ms) >= config.completed_query_expiration_ms)
+            {
+                coordinator.completed.pop_front();
+            }
+        }
+        self.coordinators.retain(|_, coordinator| !coordinator.active.is_empty() || !coordinator.completed.is_empty()
+            || now_ms.saturating_sub(coordinator.last_heartbeat_ms) < config.query_expiration_timeout_ms);
+        self.nodes.retain(|_, node| now_ms.saturating_sub(node.last_heartbeat_ms) < config.node_status_timeout_ms);
+    }
+
+    /// Per-group counts over every coordinator except `excluding` (the asker counts its own).
+    /// Leaves get `running`/`queued`; every ancestor (`a` for `a.b`) gets the descendant counts.
+    pub fn group_counts(&self, excluding: Option<&str>) -> Vec<GroupCounts> {
+        let mut groups: BTreeMap<String, GroupCounts> = BTreeMap::new();
+        for (coordinator_id, coordinator) in &self.coordinators {
+            if Some(coordinator_id.as_str()) == excluding {
+                continue;
+            }
+            for query in coordinator.active.values() {
+                let is_running = query.state == QueryState::Running;
+                let leaf = groups.entry(query.group.clone()).or_insert_with(|| named(&query.group));
+                if is_running {
+                    leaf.running += 1;
+                } else {
+                    leaf.queued += 1;
+                }
+                leaf.memory_bytes = leaf.memory_bytes.saturating_add(query.memory_bytes);
+                let mut path = query.group.as_str();
+                while let Some((parent, _)) = path.rsplit_once('.') {
+                    let ancestor = groups.entry(parent.to_string()).or_insert_with(|| named(parent));
+                    if is_running {
+                        ancestor.descendant_running += 1;
+                    } else {
+                        ancestor.descendant_queued += 1;
+                    }
+                    ancestor.memory_bytes = ancestor.memory_bytes.saturating_add(query.memory_bytes);
+                    path = parent;
+                }
+            }
+        }
+        groups.into_values().collect()
+    }
+
+    /// Workers with a heartbeat within `node-status-timeout`, ordered by node id.
+    pub fn workers(&self, now_ms: u64) -> Vec<WorkerView> {
+        self.nodes
+            .values()
+            .filter(|node| now_ms.saturating_sub(node.last_heartbeat_ms) < self.config.node_status_timeout_ms)
+            .filter(|node| node.heartbeat.role == crate::config::Role::Worker)
+            .map(|node| WorkerView {
+                node_id: node.heartbeat.node_id.clone(),
+                uri: node.heartbeat.uri.clone(),
+                memory: node.heartbeat.memory.clone(),
+                cpu: node.heartbeat.cpu.clone(),
+            })
+            .collect()
+    }
+
+    pub fn memory(&self, now_ms: u64) -> ClusterMemory {
+        let mut memory = ClusterMemory::default();
+        for worker in self.workers(now_ms) {
+            let MemoryInfo { pool_bytes, reserved_bytes, blocked, .. } = worker.memory;
+            memory.total_bytes = memory.total_bytes.saturating_add(pool_bytes);
+            memory.reserved_bytes = memory.reserved_bytes.saturating_add(reserved_bytes);
+            memory.blocked_nodes += u32::from(blocked);
+            memory.nodes += 1;
+        }
+        memory
+    }
+
+    /// Every query the RM knows (active and recently completed), for `/v1/query`.
+    pub fn queries(&self) -> Vec<(String, QuerySummary)> {
+        let mut queries = Vec::new();
+        for coordinator in self.coordinators.values() {
+            for query in coordinator.active.values() {
+                queries.push((coordinator.uri.clone(), query.clone()));
+            }
+            for (_, query) in &coordinator.completed {
+                queries.push((coordinator.uri.clone(), query.clone()));
+            }
+        }
+        queries
+    }
+}
+
+fn named(group: &str) -> GroupCounts {
+    GroupCounts { group: group.to_string(), ..GroupCounts::default() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Role;
+
+    fn config() -> ClusterStateConfig {
+        ClusterStateConfig {
+            query_expiration_timeout_ms: 10_000,
+            node_status_timeout_ms: 30_000,
+            completed_query_expiration_ms: 600_000,
+            max_completed_queries: 2,
+        }
+    }
+
+    fn query(id: &str, group: &str, state: QueryState) -> QuerySummary {
+        QuerySummary {
+            query_id: id.into(),
+            group: group.into(),
+            state,
+            user: "u".into(),
+            source: None,
+            query: "SELECT 1".into(),
+            memory_bytes: 10,
+            created_wall_ms: 0,
+            error_name: None,
+        }
+    }
+
+    fn heartbeat(coordinator: &str, sequence: u64, queries: Vec<QuerySummary>) -> QueryHeartbeat {
+        QueryHeartbeat { coordinator_id: coordinator.into(), coordinator_uri: format!("http://{coordinator}"), sequence, queries }
+    }
+
+    #[test]
+    fn counts_exclude_the_asker_and_roll_up_to_ancestors() {
+        let mut state = ClusterState::new(config());
+        state.apply_query_heartbeat(heartbeat("c1", 1, vec![query("q1", "etl.a", QueryState::Running), query("q2", "etl.a", QueryState::Queued)]), 0);
+        state.apply_query_heartbeat(heartbeat("c2", 1, vec![query("q3", "etl.b", QueryState::Running)]), 0);
+        let all = state.group_counts(None);
+        let etl = all.iter().find(|g| g.group == "etl").unwrap();
+        assert_eq!((etl.running, etl.descendant_running, etl.descendant_queued, etl.memory_bytes), (0, 2, 1, 30));
+        let for_c1 = state.group_counts(Some("c1"));
+        assert!(for_c1.iter().all(|g| g.group != "etl.a"), "c1's own queries must not be counted back to it");
+        assert_eq!(for_c1.iter().find(|g| g.group == "etl.b").unwrap().running, 1);
+    }
+
+    #[test]
+    fn batches_replace_and_stale_batches_are_ignored() {
+        let mut state = ClusterState::new(config());
+        state.apply_query_heartbeat(heartbeat("c1", 2, vec![query("q1", "g", QueryState::Running)]), 0);
+        assert_eq!(state.apply_query_heartbeat(heartbeat("c1", 1, vec![]), 1), HeartbeatOutcome::Stale);
+        assert_eq!(state.group_counts(None)[0].running, 1);
+        state.apply_query_heartbeat(heartbeat("c1", 3, vec![query("q1", "g", QueryState::Finished)]), 2);
+        assert!(state.group_counts(None).is_empty());
+        assert_eq!(state.queries().len(), 1, "completed queries are kept for the UI");
+        for n in 0..5 {
+            state.apply_query_heartbeat(heartbeat("c1", 4 + n, vec![query(&format!("d{n}"), "g", QueryState::Failed)]), 3);
+        }
+        assert_eq!(state.queries().len(), 2, "completed queries are bounded");
+    }
+
+    #[test]
+    fn silent_coordinators_and_nodes_expire() {
+        let mut state = ClusterState::new(config());
+        state.apply_query_heartbeat(heartbeat("c1", 1, vec![query("q1", "g", QueryState::Running)]), 0);
+        let worker = NodeHeartbeat {
+            node_id: "w1".into(),
+            role: Role::Worker,
+            uri: "http://w1".into(),
+            memory: MemoryInfo { pool_bytes: 100, reserved_bytes: 40, blocked: true, query_reservations: BTreeMap::new() },
+            cpu: Default::default(),
+        };
+        state.apply_node_heartbeat(worker, 0);
+        assert_eq!(state.memory(1).total_bytes, 100);
+        assert_eq!(state.memory(1).blocked_nodes, 1);
+        state.expire(9_999);
+        assert_eq!(state.group_counts(None).len(), 1);
+        state.expire(10_000);
+        assert!(state.group_counts(None).is_empty());
+        assert_eq!(state.workers(29_999).len(), 1);
+        state.expire(30_000);
+        assert!(state.workers(30_000).is_empty());
+    }
+}

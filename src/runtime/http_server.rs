@@ -1,0 +1,115 @@
+//! The HTTP/1.1 server every node runs: our own accept loop over `tokio::net::TcpListener`, serving
+//! an axum `Router` through hyper. Identical in production and under madsim.
+//!
+//! Bounded: at most `CONNECTIONS_MAX` connections are served at once (the permit is taken *before*
+//! accepting, so excess clients wait in the listen backlog instead of costing memory), and
+//! shutdown waits at most `SHUTDOWN_GRACE_MS` for open connections to finish.
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use super::hyper_rt::SeamTimer;
+
+const CONNECTIONS_MAX: usize = 1024;
+const SHUTDOWN_GRACE_MS: u64 = 5_000;
+const ACCEPT_BACKOFF_MS_MAX: u64 = 1_000;
+/// A client must send its request head within this long, or the connection is closed.
+const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
+
+/// A running server. Dropping it does not stop the server; call [`ServerHandle::shutdown`].
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    shutdown_tx: watch::Sender<bool>,
+    accept_loop: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        let _ = self.accept_loop.await;
+    }
+}
+
+/// Binds `addr` (use port 0 for an ephemeral port).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves `router` on `listener` until [`ServerHandle::shutdown`].
+pub fn serve(listener: TcpListener, router: Router) -> std::io::Result<ServerHandle> {
+    let local_addr = listener.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let accept_loop = tokio::spawn(accept_loop(listener, router, shutdown_rx));
+    Ok(ServerHandle { local_addr, shutdown_tx, accept_loop })
+}
+
+async fn accept_loop(listener: TcpListener, router: Router, mut shutdown_rx: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let mut backoff_ms = 1;
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break, // the semaphore is never closed; treat it as shutdown
+            },
+            _ = shutdown_rx.changed() => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown_rx.changed() => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => {
+                backoff_ms = 1;
+                stream
+            }
+            Err(error) => {
+                // Typically EMFILE: back off instead of spinning, but never give up on serving.
+                tracing::warn!(%error, backoff_ms, "accept failed");
+                super::sleep_ms(backoff_ms).await;
+                backoff_ms = (backoff_ms * 2).min(ACCEPT_BACKOFF_MS_MAX);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let mut conn_shutdown = shutdown_rx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(SeamTimer)
+                .keep_alive(true)
+                .header_read_timeout(std::time::Duration::from_millis(HEADER_READ_TIMEOUT_MS));
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                _ = conn_shutdown.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(error) = result {
+                // A peer that hangs up mid-response is normal (and common under fault injection).
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    // Wait (bounded) for open connections to drain: all permits back means all connections ended.
+    let drained = super::timeout_ms(SHUTDOWN_GRACE_MS, permits.acquire_many(CONNECTIONS_MAX as u32)).await;
+    if drained.is_none() {
+        tracing::warn!("shutdown grace period ended with connections still open");
+    }
+}

@@ -1,0 +1,54 @@
+//! The runtime seam: the one module that knows fireball runs in two worlds.
+//!
+//! Built normally, `tokio` is real tokio and everything here touches the real clock, real sockets
+//! and real threads. Built with `--cfg madsim`, `tokio` is madsim-tokio: time, tasks, TCP and
+//! randomness are simulated and deterministic per seed. Every other module is written once against
+//! the small surface below:
+//!
+//! - [`http_server`]: our own accept loop serving an axum `Router` with hyper (never `axum::serve`,
+//!   which calls real tokio and panics in simulation), bounded connections, graceful shutdown.
+//! - [`http_client`]: HTTP/1.1 + JSON client with connection reuse, a timeout on every request and
+//!   bounded retries.
+//! - [`clock`]: monotonic milliseconds and wall-clock time, with a per-node offset simulation sets.
+//! - [`rng`]: seeded randomness (seeded from madsim's RNG in simulation).
+//! - [`spawn`]: task spawning.
+//! - [`sim_hooks`]: the message-level fault filter and the oracle's event recorder; both compile to
+//!   nothing in production.
+
+pub mod clock;
+pub mod http_client;
+pub mod http_server;
+mod hyper_rt;
+pub mod rng;
+pub mod sim_hooks;
+
+pub use clock::Clock;
+
+use std::future::Future;
+
+/// Spawns a task on the current runtime (a simulated node's runtime under madsim).
+///
+/// Tasks must never panic on input from the network: under madsim a panic in any task aborts the
+/// whole simulation.
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(future)
+}
+
+/// Sleeps for `duration_ms` of (possibly simulated) time.
+pub async fn sleep_ms(duration_ms: u64) {
+    tokio::time::sleep(std::time::Duration::from_millis(duration_ms)).await;
+}
+
+/// Runs `future` with a deadline of `timeout_ms`; `None` when it ran out.
+pub async fn timeout_ms<F: Future>(timeout_ms: u64, future: F) -> Option<F::Output> {
+    tokio::time::timeout(std::time::Duration::from_millis(timeout_ms), future).await.ok()
+}
+
+/// True when this build is the deterministic simulation.
+pub const fn is_simulation() -> bool {
+    cfg!(madsim)
+}

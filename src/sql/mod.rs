@@ -1,0 +1,231 @@
+//! SQL front end: parse with sqlparser, classify, and turn what fireball can run into a plan.
+//!
+//! fireball runs two kinds of statement:
+//! - the **synthetic workload**, `SELECT … FROM synthetic(run_time => '2s', memory => '64MB',
+//!   tasks => 4, rows => 100)`, which workers execute for real (see [`synthetic`]);
+//! - **constant selects** such as `SELECT 1` or `SELECT 'x' AS name`, which clients use as
+//!   connection checks, answered by the coordinator.
+//!
+//! Anything else that parses is refused with `NOT_SUPPORTED`; anything that does not parse gets
+//! `SYNTAX_ERROR` with the line and column.
+
+pub mod synthetic;
+
+use sqlparser::ast::{Expr, SelectItem, SetExpr, Statement as Ast, Value};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::{Parser, ParserError};
+
+use crate::protocol::errors::{NOT_SUPPORTED, SYNTAX_ERROR};
+use crate::protocol::{Column, QueryFailure, SqlType};
+pub use synthetic::SyntheticSpec;
+
+/// Statement classes used by resource-group selectors (`queryType`), as Presto names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum QueryType {
+    Select,
+    Explain,
+    Describe,
+    Insert,
+    Update,
+    Delete,
+    Analyze,
+    DataDefinition,
+}
+
+/// What a coordinator runs for one statement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Plan {
+    Synthetic(SyntheticSpec),
+    Constant { columns: Vec<Column>, row: Vec<serde_json::Value> },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParsedStatement {
+    pub query_type: Option<QueryType>,
+    pub plan: Plan,
+}
+
+/// Longest SQL text accepted (Presto's `query.max-length` default is 1,000,000 characters).
+pub const SQL_CHARS_MAX: usize = 1_000_000;
+
+pub fn parse(sql: &str) -> Result<ParsedStatement, QueryFailure> {
+    if sql.chars().count() > SQL_CHARS_MAX {
+        return Err(QueryFailure::new(
+            crate::protocol::errors::QUERY_TEXT_TOO_LARGE,
+            format!("Query text length exceeds the maximum length ({SQL_CHARS_MAX})"),
+        ));
+    }
+    let mut statements = Parser::new(&GenericDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_statements())
+        .map_err(|error| syntax_error(sql, &error))?;
+    if statements.len() != 1 {
+        let message = if statements.is_empty() { "SQL statement is empty" } else { "only one statement per request is allowed" };
+        return Err(QueryFailure::new(SYNTAX_ERROR, message).at(1, 1));
+    }
+    let statement = statements.remove(0);
+    let query_type = classify(&statement);
+    let plan = plan(&statement)?;
+    Ok(ParsedStatement { query_type, plan })
+}
+
+fn classify(statement: &Ast) -> Option<QueryType> {
+    Some(match statement {
+        Ast::Query(_) => QueryType::Select,
+        Ast::Explain { .. } => QueryType::Explain,
+        Ast::ExplainTable { .. } | Ast::ShowColumns { .. } => QueryType::Describe,
+        Ast::Insert(_) => QueryType::Insert,
+        Ast::Update { .. } => QueryType::Update,
+        Ast::Delete(_) => QueryType::Delete,
+        Ast::Analyze { .. } => QueryType::Analyze,
+        Ast::CreateTable(_)
+        | Ast::CreateView { .. }
+        | Ast::CreateSchema { .. }
+        | Ast::AlterTable { .. }
+        | Ast::Drop { .. }
+        | Ast::Truncate { .. } => QueryType::DataDefinition,
+        _ => return None,
+    })
+}
+
+fn plan(statement: &Ast) -> Result<Plan, QueryFailure> {
+    let not_supported = || {
+        QueryFailure::new(
+            NOT_SUPPORTED,
+            "fireball runs only the synthetic workload (SELECT * FROM synthetic(run_time => '1s', memory => '10MB', \
+             tasks => 2, rows => 10)) and constant SELECTs",
+        )
+    };
+    let Ast::Query(query) = statement else { return Err(not_supported()) };
+    if query.with.is_some() || query.order_by.is_some() || query.limit_clause.is_some() {
+        return Err(not_supported());
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else { return Err(not_supported()) };
+    if select.selection.is_some() || select.distinct.is_some() || select.having.is_some() {
+        return Err(not_supported());
+    }
+    match select.from.as_slice() {
+        [] => constant_select(&select.projection).ok_or_else(not_supported),
+        [table] if table.joins.is_empty() => {
+            synthetic::plan(&table.relation, &select.projection)?.map(Plan::Synthetic).ok_or_else(not_supported)
+        }
+        _ => Err(not_supported()),
+    }
+}
+
+/// `SELECT <literal> [AS name], …` without FROM.
+fn constant_select(projection: &[SelectItem]) -> Option<Plan> {
+    let mut columns = Vec::new();
+    let mut row = Vec::new();
+    for (index, item) in projection.iter().enumerate() {
+        let (expr, name) = match item {
+            SelectItem::UnnamedExpr(expr) => (expr, format!("_col{index}")),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, alias.value.clone()),
+            _ => return None,
+        };
+        let (sql_type, value) = literal(expr)?;
+        columns.push(Column::new(name, sql_type));
+        row.push(value);
+    }
+    Some(Plan::Constant { columns, row })
+}
+
+fn literal(expr: &Expr) -> Option<(SqlType, serde_json::Value)> {
+    match expr {
+        Expr::Value(value) => match &value.value {
+            Value::Number(text, _) => {
+                if let Ok(integer) = text.parse::<i64>() {
+                    let sql_type = if i32::try_from(integer).is_ok() { SqlType::Integer } else { SqlType::Bigint };
+                    Some((sql_type, serde_json::Value::from(integer)))
+                } else {
+                    let double: f64 = text.parse().ok()?;
+                    Some((SqlType::Double, serde_json::Value::from(double)))
+                }
+            }
+            Value::SingleQuotedString(text) => {
+                let length = u32::try_from(text.chars().count()).ok()?;
+                Some((SqlType::Varchar { length: Some(length) }, serde_json::Value::from(text.clone())))
+            }
+            Value::Boolean(flag) => Some((SqlType::Boolean, serde_json::Value::from(*flag))),
+            Value::Null => Some((SqlType::Unknown, serde_json::Value::Null)),
+            _ => None,
+        },
+        Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Minus, expr } => match literal(expr)? {
+            (SqlType::Integer | SqlType::Bigint, value) => {
+                let negated = value.as_i64()?.checked_neg()?;
+                let sql_type = if i32::try_from(negated).is_ok() { SqlType::Integer } else { SqlType::Bigint };
+                Some((sql_type, serde_json::Value::from(negated)))
+            }
+            (SqlType::Double, value) => Some((SqlType::Double, serde_json::Value::from(-value.as_f64()?))),
+            _ => None,
+        },
+        Expr::Nested(inner) => literal(inner),
+        _ => None,
+    }
+}
+
+/// Turns sqlparser's error into Presto's `SYNTAX_ERROR` with `line L:C: …`.
+fn syntax_error(sql: &str, error: &ParserError) -> QueryFailure {
+    let text = match error {
+        ParserError::TokenizerError(text) | ParserError::ParserError(text) => text.clone(),
+        ParserError::RecursionLimitExceeded => "statement is nested too deeply".to_string(),
+    };
+    let (message, location) = match text.rfind(" at Line: ") {
+        Some(index) => (text[..index].to_string(), parse_location(&text[index + " at Line: ".len()..])),
+        None => (text.clone(), None),
+    };
+    // sqlparser gives no location for errors at the end of input; that is where they are.
+    let (line, column) = location.unwrap_or_else(|| end_of_input(sql));
+    QueryFailure::new(SYNTAX_ERROR, format!("line {line}:{column}: {message}")).at(line, column)
+}
+
+fn parse_location(text: &str) -> Option<(u32, u32)> {
+    let (line, rest) = text.split_once(", Column: ")?;
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((line.trim().parse().ok()?, column.parse().ok()?))
+}
+
+fn end_of_input(sql: &str) -> (u32, u32) {
+    let line = sql.lines().count().max(1);
+    let column = sql.lines().last().map(|last| last.chars().count() + 1).unwrap_or(1);
+    (u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(column).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        let error = parse("SELECT * FORM x").unwrap_err();
+        assert_eq!(error.code.name, "SYNTAX_ERROR");
+        assert_eq!(error.location, Some((1, 10)));
+        assert!(error.message.starts_with("line 1:10: "), "{}", error.message);
+        let error = parse("select\n  1 +").unwrap_err();
+        assert_eq!(error.location, Some((2, 6)));
+        assert_eq!(parse("").unwrap_err().message, "SQL statement is empty");
+        assert!(parse("SELECT 1; SELECT 2").is_err());
+    }
+
+    #[test]
+    fn unknown_statements_are_not_supported() {
+        for sql in ["CREATE TABLE t (a int)", "SELECT * FROM orders", "SELECT a FROM synthetic() JOIN b ON true", "SELECT 1 + 1"] {
+            let error = parse(sql).unwrap_err();
+            assert_eq!(error.code.name, "NOT_SUPPORTED", "{sql}");
+        }
+        assert_eq!(parse("CREATE TABLE t (a int)").map(|p| p.query_type).ok(), None);
+    }
+
+    #[test]
+    fn constant_selects() {
+        let parsed = parse("SELECT 1, 'abc' AS s, -2.5, true, NULL, 9999999999").unwrap();
+        assert_eq!(parsed.query_type, Some(QueryType::Select));
+        let Plan::Constant { columns, row } = parsed.plan else { panic!("not constant") };
+        let types: Vec<_> = columns.iter().map(|c| c.type_name.as_str()).collect();
+        assert_eq!(types, ["integer", "varchar(3)", "double", "boolean", "unknown", "bigint"]);
+        assert_eq!(columns[1].name, "s");
+        assert_eq!(row[0], serde_json::json!(1));
+        assert_eq!(row[2], serde_json::json!(-2.5));
+    }
+}

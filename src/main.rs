@@ -1,145 +1,161 @@
 //! The `fireball` command: `fireball server --etc DIR` runs one node on a real host;
 //! `fireball local` runs a whole cluster on loopback.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
-
-use clap::{Parser, Subcommand};
-
-use fireball::config::NodeConfig;
-use fireball::local::{loopback_address, ClusterLayout};
-use fireball::runtime::Clock;
-
-#[derive(Parser)]
-#[command(name = "fireball", version, about = "A SQL query cluster with a disaggregated coordinator")]
-struct Cli {
-    /// Log as JSON lines instead of human-readable text.
-    #[arg(long, global = true)]
-    log_json: bool,
-    #[command(subcommand)]
-    command: Command,
+// The binary runs real processes on real hosts; simulation builds start nodes through `sim/`.
+#[cfg(madsim)]
+fn main() {
+    eprintln!("fireball: this is a simulation build (--cfg madsim); run scenarios with ci/sim instead");
+    std::process::exit(2);
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Run one node (resource manager, coordinator or worker) from Presto-style etc/ files.
-    Server {
-        /// Directory holding node.properties and config.properties.
-        #[arg(long, default_value = "etc")]
-        etc: PathBuf,
-    },
-    /// Run a whole cluster on loopback: resource managers, coordinators and workers.
-    Local {
-        #[arg(long, default_value_t = 2)]
-        resource_managers: u32,
-        #[arg(long, default_value_t = 2)]
-        coordinators: u32,
-        #[arg(long, default_value_t = 2)]
-        workers: u32,
-        /// Coordinators listen from this port up, RMs from +100, workers from +200.
-        #[arg(long, default_value_t = 8080)]
-        base_port: u16,
-        /// Extra property for every node, NAME=VALUE (Presto names); repeatable.
-        #[arg(long = "property", value_name = "NAME=VALUE")]
-        properties: Vec<String>,
-    },
+#[cfg(not(madsim))]
+fn main() -> std::process::ExitCode {
+    production::main()
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("fireball: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Server { etc } => run_server(etc).await,
-            Command::Local { resource_managers, coordinators, workers, base_port, properties } => {
-                let mut layout = ClusterLayout::new(resource_managers, coordinators, workers);
-                for property in properties {
-                    let (name, value) = property
-                        .split_once('=')
-                        .ok_or_else(|| format!("--property {property:?}: expected NAME=VALUE"))?;
-                    layout.properties.push((name.trim().to_string(), value.trim().to_string()));
+#[cfg(not(madsim))]
+mod production {
+    use std::path::PathBuf;
+    use std::process::ExitCode;
+
+    use clap::{Parser, Subcommand};
+
+    use fireball::config::NodeConfig;
+    use fireball::local::{loopback_address, ClusterLayout};
+    use fireball::runtime::Clock;
+
+    #[derive(Parser)]
+    #[command(name = "fireball", version, about = "A SQL query cluster with a disaggregated coordinator")]
+    struct Cli {
+        /// Log as JSON lines instead of human-readable text.
+        #[arg(long, global = true)]
+        log_json: bool,
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Subcommand)]
+    enum Command {
+        /// Run one node (resource manager, coordinator or worker) from Presto-style etc/ files.
+        Server {
+            /// Directory holding node.properties and config.properties.
+            #[arg(long, default_value = "etc")]
+            etc: PathBuf,
+        },
+        /// Run a whole cluster on loopback: resource managers, coordinators and workers.
+        Local {
+            #[arg(long, default_value_t = 2)]
+            resource_managers: u32,
+            #[arg(long, default_value_t = 2)]
+            coordinators: u32,
+            #[arg(long, default_value_t = 2)]
+            workers: u32,
+            /// Coordinators listen from this port up, RMs from +100, workers from +200.
+            #[arg(long, default_value_t = 8080)]
+            base_port: u16,
+            /// Extra property for every node, NAME=VALUE (Presto names); repeatable.
+            #[arg(long = "property", value_name = "NAME=VALUE")]
+            properties: Vec<String>,
+        },
+    }
+
+    pub fn main() -> ExitCode {
+        let cli = Cli::parse();
+        init_logging(cli.log_json);
+        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("fireball: cannot start the runtime: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let result = runtime.block_on(async {
+            match cli.command {
+                Command::Server { etc } => run_server(etc).await,
+                Command::Local { resource_managers, coordinators, workers, base_port, properties } => {
+                    let mut layout = ClusterLayout::new(resource_managers, coordinators, workers);
+                    for property in properties {
+                        let (name, value) = property
+                            .split_once('=')
+                            .ok_or_else(|| format!("--property {property:?}: expected NAME=VALUE"))?;
+                        layout.properties.push((name.trim().to_string(), value.trim().to_string()));
+                    }
+                    run_local(layout, base_port).await
                 }
-                run_local(layout, base_port).await
+            }
+        });
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("fireball: {error}");
+                ExitCode::FAILURE
             }
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("fireball: {error}");
-            ExitCode::FAILURE
+    }
+
+    fn init_logging(json: bool) {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        if json {
+            builder.json().init();
+        } else {
+            builder.init();
         }
     }
-}
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+    async fn run_server(etc: PathBuf) -> Result<(), String> {
+        let config = NodeConfig::read_etc(&etc)?;
+        let grace_ms = config.query_client_timeout_ms;
+        let node = fireball::node::start(config, Clock::new()).await?;
+        println!("fireball {} {} listening on {}", node.role.name(), node.node_id, node.uri);
+        wait_for_shutdown_signal().await;
+        eprintln!("fireball: shutting down {}", node.node_id);
+        node.shutdown(grace_ms).await;
+        Ok(())
     }
-}
 
-async fn run_server(etc: PathBuf) -> Result<(), String> {
-    let config = NodeConfig::read_etc(&etc)?;
-    let grace_ms = config.query_client_timeout_ms;
-    let node = fireball::node::start(config, Clock::new()).await?;
-    println!("fireball {} {} listening on {}", node.role.name(), node.node_id, node.uri);
-    wait_for_shutdown_signal().await;
-    eprintln!("fireball: shutting down {}", node.node_id);
-    node.shutdown(grace_ms).await;
-    Ok(())
-}
+    async fn run_local(layout: ClusterLayout, base_port: u16) -> Result<(), String> {
+        if u32::from(base_port) + 300 > u32::from(u16::MAX) {
+            return Err(format!("--base-port {base_port} is too high: the cluster needs 300 ports above it"));
+        }
+        let configs = layout.node_configs(|role, index| loopback_address(base_port, role, index))?;
+        let mut nodes = Vec::new();
+        for mut config in configs {
+            config.bind_address = "127.0.0.1".into();
+            nodes.push(fireball::node::start(config, Clock::new()).await?);
+        }
+        println!("fireball local cluster is up:");
+        for node in &nodes {
+            println!("  {:<16} {:<16} {}", node.role.name(), node.node_id, node.uri);
+        }
+        let coordinator = nodes.iter().find(|node| node.coordinator().is_some()).map(|node| node.uri.clone()).unwrap_or_default();
+        println!();
+        println!("Point Presto clients at any coordinator, e.g. {coordinator}. Example:");
+        println!(
+            "  curl -s -X POST -H 'X-Presto-User: alice' --data \"SELECT * FROM synthetic(run_time => '1s', memory => '10MB', tasks => 2, rows => 4)\" {coordinator}/v1/statement"
+        );
+        println!("Press Ctrl-C to stop.");
+        wait_for_shutdown_signal().await;
+        for node in nodes {
+            node.shutdown(5_000).await;
+        }
+        Ok(())
+    }
 
-async fn run_local(layout: ClusterLayout, base_port: u16) -> Result<(), String> {
-    if u32::from(base_port) + 300 > u32::from(u16::MAX) {
-        return Err(format!("--base-port {base_port} is too high: the cluster needs 300 ports above it"));
-    }
-    let configs = layout.node_configs(|role, index| loopback_address(base_port, role, index))?;
-    let mut nodes = Vec::new();
-    for mut config in configs {
-        config.bind_address = "127.0.0.1".into();
-        nodes.push(fireball::node::start(config, Clock::new()).await?);
-    }
-    println!("fireball local cluster is up:");
-    for node in &nodes {
-        println!("  {:<16} {:<16} {}", node.role.name(), node.node_id, node.uri);
-    }
-    let coordinator = nodes.iter().find(|node| node.coordinator().is_some()).map(|node| node.uri.clone()).unwrap_or_default();
-    println!();
-    println!("Point Presto clients at any coordinator, e.g. {coordinator}. Example:");
-    println!(
-        "  curl -s -X POST -H 'X-Presto-User: alice' --data \"SELECT * FROM synthetic(run_time => '1s', memory => '10MB', tasks => 2, rows => 4)\" {coordinator}/v1/statement"
-    );
-    println!("Press Ctrl-C to stop.");
-    wait_for_shutdown_signal().await;
-    for node in nodes {
-        node.shutdown(5_000).await;
-    }
-    Ok(())
-}
-
-async fn wait_for_shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
+    async fn wait_for_shutdown_signal() {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    biased;
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                return;
             }
-            return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -1,0 +1,13 @@
+//! Deterministic simulation of a fireball cluster under madsim.
+//!
+//! The nodes are the production nodes: [`cluster::SimCluster`] builds each node's config with the
+//! same [`fireball::local::ClusterLayout`] as `fireball local` and starts it with the same
+//! [`fireball::node::start`], on its own simulated host. Only the clock, the network and the task
+//! scheduler are madsim's. Everything here is only compiled with `--cfg madsim`.
+
+#[cfg(madsim)]
+pub mod client;
+#[cfg(madsim)]
+pub mod cluster;
+#[cfg(madsim)]
+pub mod trace;

@@ -34,6 +34,7 @@ pub async fn execute(coordinator: Coordinator, query_id: String) {
         }
         Plan::Synthetic(spec) => {
             tokio::select! {
+                biased;
                 result = run_synthetic(&coordinator, &query_id, &spec) => result,
                 _ = cancel.notified() => Ok(()), // the query already ended; tasks are cancelled below
             }

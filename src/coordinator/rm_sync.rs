@@ -30,6 +30,7 @@ pub async fn run_query_heartbeats(coordinator: Coordinator) {
     let mut fan_out = FanOut::new();
     loop {
         tokio::select! {
+            biased;
             _ = crate::runtime::sleep_ms(interval_ms) => {}
             _ = coordinator.inner.heartbeat_due.notified() => crate::runtime::sleep_ms(coalesce_ms).await,
         }

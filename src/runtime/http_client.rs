@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::sim_hooks::{self, MessageKind, Verdict};
+use super::stream::FlushOnWrite;
 
 const BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 const IDLE_CONNECTIONS_PER_AUTHORITY_MAX: usize = 8;
@@ -264,7 +265,7 @@ async fn connect(authority: &str) -> Result<SendRequest<Full<Bytes>>, ClientErro
     let connect_error = |reason: String| ClientError::Connect { authority: authority.to_string(), reason };
     let stream = tokio::net::TcpStream::connect(authority).await.map_err(|error| connect_error(error.to_string()))?;
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(FlushOnWrite::new(stream)))
         .await
         .map_err(|error| connect_error(error.to_string()))?;
     tokio::spawn(async move {

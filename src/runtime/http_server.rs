@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use super::hyper_rt::SeamTimer;
+use super::stream::FlushOnWrite;
 
 const CONNECTIONS_MAX: usize = 1024;
 const SHUTDOWN_GRACE_MS: u64 = 5_000;
@@ -58,16 +59,20 @@ async fn accept_loop(listener: TcpListener, router: Router, mut shutdown_rx: wat
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let mut backoff_ms = 1;
     loop {
+        // `biased`: branches are polled in order (shutdown first). Unbiased `select!` draws from
+        // real tokio's thread RNG, which madsim does not seed, and would break determinism.
         let permit = tokio::select! {
+            biased;
+            _ = shutdown_rx.changed() => break,
             permit = permits.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break, // the semaphore is never closed; treat it as shutdown
             },
-            _ = shutdown_rx.changed() => break,
         };
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            biased;
             _ = shutdown_rx.changed() => break,
+            accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
             Ok((stream, _peer)) => {
@@ -92,9 +97,10 @@ async fn accept_loop(listener: TcpListener, router: Router, mut shutdown_rx: wat
                 .timer(SeamTimer)
                 .keep_alive(true)
                 .header_read_timeout(std::time::Duration::from_millis(HEADER_READ_TIMEOUT_MS));
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = builder.serve_connection(TokioIo::new(FlushOnWrite::new(stream)), service);
             tokio::pin!(conn);
             let result = tokio::select! {
+                biased;
                 result = conn.as_mut() => result,
                 _ = conn_shutdown.changed() => {
                     conn.as_mut().graceful_shutdown();

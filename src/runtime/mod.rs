@@ -14,6 +14,11 @@
 //! - [`spawn`]: task spawning.
 //! - [`sim_hooks`]: the message-level fault filter and the oracle's event recorder; both compile to
 //!   nothing in production.
+//!
+//! Rules for code outside the seam, so that one seed always gives one run: no `std::thread`, no
+//! clock but [`Clock`], no randomness but [`rng::NodeRng`], `BTreeMap` where iteration order
+//! matters, and every `tokio::select!` starts with `biased;` (madsim-tokio re-exports real tokio's
+//! macro, whose unbiased form draws from an RNG madsim does not control). `ci/test` checks the last.
 
 pub mod clock;
 pub mod http_client;
@@ -21,6 +26,7 @@ pub mod http_server;
 mod hyper_rt;
 pub mod rng;
 pub mod sim_hooks;
+mod stream;
 
 pub use clock::Clock;
 

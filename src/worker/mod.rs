@@ -211,6 +211,7 @@ async fn run_task(worker: Worker, task_id: String, request: TaskRequest) {
         None => return,
     };
     tokio::select! {
+        biased;
         _ = crate::runtime::sleep_ms(request.run_time_ms) => {}
         _ = wake.notified() => return, // cancelled or abandoned; stop_task already cleaned up
     }

@@ -1,0 +1,131 @@
+//! A fireball cluster on simulated hosts, with named helpers to hurt it.
+//!
+//! | role        | names               | addresses     |
+//! |-------------|---------------------|---------------|
+//! | RM          | `rm-1`…             | `10.0.1.N:8080` |
+//! | coordinator | `coordinator-1`…    | `10.0.2.N:8080` |
+//! | worker      | `worker-1`…         | `10.0.3.N:8080` |
+//! | client      | `client-1`…         | `10.0.9.N`      |
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use fireball::config::Role;
+use fireball::local::ClusterLayout;
+use fireball::runtime::Clock;
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle};
+use madsim::task::NodeId;
+
+pub const NODE_PORT: u16 = 8080;
+
+pub struct SimNode {
+    pub name: String,
+    pub role: Role,
+    pub uri: String,
+    pub ip: IpAddr,
+    pub id: NodeId,
+    /// The node's clock, shared with the node so simulation can skew it.
+    pub clock: Clock,
+}
+
+pub struct SimCluster {
+    pub layout: ClusterLayout,
+    nodes: BTreeMap<String, SimNode>,
+    clients: Vec<NodeHandle>,
+}
+
+fn role_octet(role: Role) -> u8 {
+    match role {
+        Role::ResourceManager => 1,
+        Role::Coordinator => 2,
+        Role::Worker => 3,
+    }
+}
+
+fn node_ip(role: Role, index: u32) -> IpAddr {
+    IpAddr::from([10, 0, role_octet(role), index as u8])
+}
+
+impl SimCluster {
+    /// Creates every node; they start running at once. Call inside a madsim runtime.
+    pub fn start(layout: ClusterLayout) -> Result<SimCluster, String> {
+        assert!(layout.resource_managers.max(layout.coordinators).max(layout.workers) < 255);
+        let configs = layout.node_configs(|role, index| (node_ip(role, index).to_string(), NODE_PORT))?;
+        let handle = Handle::current();
+        let mut nodes = BTreeMap::new();
+        for config in configs {
+            let ip: IpAddr = config.internal_address.parse().map_err(|_| "layout produced a non-IP address".to_string())?;
+            let clock = Clock::new();
+            let name = config.node_id.clone();
+            let (node_config, node_clock) = (config.clone(), clock.clone());
+            let node = handle
+                .create_node()
+                .name(name.clone())
+                .ip(ip)
+                .init(move || {
+                    let config = node_config.clone();
+                    let clock = node_clock.clone();
+                    async move {
+                        match fireball::node::start(config, clock).await {
+                            // The node runs until the simulation kills or restarts it.
+                            Ok(_node) => std::future::pending::<()>().await,
+                            Err(error) => tracing::error!(%error, "node failed to start"),
+                        }
+                    }
+                })
+                .build();
+            let sim_node = SimNode { name: name.clone(), role: config.role, uri: config.self_uri(), ip, id: node.id(), clock };
+            nodes.insert(name, sim_node);
+        }
+        Ok(SimCluster { layout, nodes, clients: Vec::new() })
+    }
+
+    pub fn node(&self, name: &str) -> &SimNode {
+        self.nodes.get(name).unwrap_or_else(|| panic!("no node named {name}"))
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &SimNode> {
+        self.nodes.values()
+    }
+
+    /// Node name for an `ip:port` authority (what the fault filter sees as the receiver).
+    pub fn name_of_authority(&self, authority: &str) -> Option<&str> {
+        let ip: IpAddr = authority.rsplit_once(':')?.0.parse().ok()?;
+        self.nodes.values().find(|node| node.ip == ip).map(|node| node.name.as_str())
+    }
+
+    pub fn coordinator_uris(&self) -> Vec<String> {
+        self.nodes.values().filter(|node| node.role == Role::Coordinator).map(|node| node.uri.clone()).collect()
+    }
+
+    /// A host to run simulated clients on.
+    pub fn client_node(&mut self) -> &NodeHandle {
+        let index = self.clients.len() + 1;
+        assert!(index < 255, "too many client hosts");
+        let node = Handle::current()
+            .create_node()
+            .name(format!("client-{index}"))
+            .ip(IpAddr::from([10, 0, 9, index as u8]))
+            .build();
+        self.clients.push(node);
+        self.clients.last().expect("just pushed")
+    }
+
+    /// Cuts the node off the network in both directions.
+    pub fn clog(&self, name: &str) {
+        NetSim::current().clog_node(self.node(name).id);
+    }
+
+    pub fn unclog(&self, name: &str) {
+        NetSim::current().unclog_node(self.node(name).id);
+    }
+
+    pub fn kill(&self, name: &str) {
+        Handle::current().kill(self.node(name).id);
+    }
+
+    pub fn restart(&self, name: &str) {
+        Handle::current().restart(self.node(name).id);
+    }
+}

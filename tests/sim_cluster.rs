@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use fireball::local::ClusterLayout;
-use fireball_sim::client::{QueryOutcome, SimClient};
+use fireball::protocol::client::{QueryOutcome, StatementClient};
 use fireball_sim::cluster::SimCluster;
 use fireball_sim::trace::Trace;
 
 const QUERIES: usize = 40;
-const CONCURRENCY_LIMIT: u32 = 6;
+const CONCURRENCY_LIMIT: u32 = 3;
 
 fn layout() -> ClusterLayout {
     let mut layout = ClusterLayout::new(2, 2, 3);
@@ -48,7 +48,7 @@ async fn run_rm_cut_off_scenario() -> RunReport {
         let coordinators = coordinators.clone();
         let node = cluster.client_node();
         handles.push(node.spawn(async move {
-            let client = SimClient::new(&format!("client-{}", client_index + 1), &format!("user{client_index}"));
+            let client = StatementClient::new(&format!("client-{}", client_index + 1), &format!("user{client_index}"));
             let mut outcomes = Vec::new();
             for query_index in 0..QUERIES / 4 {
                 let coordinator = &coordinators[(client_index + query_index) % coordinators.len()];
@@ -89,6 +89,7 @@ async fn every_query_finishes_while_an_rm_is_cut_off() {
     assert!(report.trace.unfinished_queries().is_empty(), "lost: {:?}", report.trace.unfinished_queries());
     assert!(report.trace.tasks_started_twice().is_empty(), "executed twice: {:?}", report.trace.tasks_started_twice());
     let max_running = report.trace.max_running("global");
+    assert!(report.trace.queries_that_waited() > 0, "the limit must have made some queries wait");
     assert!(max_running >= 2, "the workload must actually run queries concurrently (max {max_running})");
     // Presto's policy is eventually consistent: with 2 coordinators each can start on the same
     // stale snapshot, so the true count may pass the limit by at most one per other coordinator
@@ -104,7 +105,7 @@ async fn bad_sql_gets_presto_errors_and_the_cluster_keeps_serving() {
     madsim::time::sleep(Duration::from_secs(5)).await;
     let coordinator = cluster.coordinator_uris()[0].clone();
     let handle = cluster.client_node().spawn(async move {
-        let client = SimClient::new("client-1", "alice");
+        let client = StatementClient::new("client-1", "alice");
         let syntax = client.run(&coordinator, "SELECT * FORM x").await;
         let unsupported = client.run(&coordinator, "CREATE TABLE t (a int)").await;
         let good = client.run(&coordinator, "SELECT 1 AS one").await;

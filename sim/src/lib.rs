@@ -6,8 +6,6 @@
 //! scheduler are madsim's. Everything here is only compiled with `--cfg madsim`.
 
 #[cfg(madsim)]
-pub mod client;
-#[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
 pub mod trace;

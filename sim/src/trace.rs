@@ -18,7 +18,7 @@ impl Trace {
     pub fn install() -> Trace {
         let events: Rc<RefCell<Vec<(u64, Event)>>> = Rc::new(RefCell::new(Vec::new()));
         let sink = events.clone();
-        let origin = Instant::now(); // simulated: madsim virtualises the clock
+        let origin = Instant::now(); // determinism: ok (madsim virtualises Instant)
         sim_hooks::install_recorder(Box::new(move |event| {
             let at_ms = origin.elapsed().as_millis() as u64;
             sink.borrow_mut().push((at_ms, event));
@@ -81,6 +81,24 @@ impl Trace {
             }
         }
         max
+    }
+
+    /// Queries that were admitted later than they were created (they waited in a queue).
+    pub fn queries_that_waited(&self) -> usize {
+        let mut created = BTreeMap::new();
+        let mut waited = 0;
+        for (at_ms, event) in self.events.borrow().iter() {
+            match event {
+                Event::QueryCreated { query_id, .. } => {
+                    created.insert(query_id.clone(), *at_ms);
+                }
+                Event::QueryStarted { query_id, .. } => {
+                    waited += usize::from(created.get(query_id).is_some_and(|created_ms| at_ms > created_ms));
+                }
+                _ => {}
+            }
+        }
+        waited
     }
 
     /// Tasks that started executing more than once (on any workers).

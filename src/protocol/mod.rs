@@ -1,6 +1,7 @@
 //! The Presto client protocol: request headers, result JSON and error codes.
 //! The HTTP handlers that speak it live with the coordinator (`coordinator::statement_api`).
 
+pub mod client;
 pub mod errors;
 pub mod results;
 pub mod session;

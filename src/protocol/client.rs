@@ -1,15 +1,18 @@
-//! A Presto-protocol client for simulated users: submits SQL to a coordinator and follows
-//! `nextUri` to the end, collecting rows, exactly as presto-python-client does. It retries
-//! transport failures (bounded) like the real clients retry 503s.
+//! A minimal client of the Presto protocol, built on the seam's HTTP client: submit SQL, follow
+//! `nextUri` to the end, collect the rows — what presto-python-client does. The simulator's users
+//! and the process tests drive the cluster through it, so they exercise the same protocol as
+//! real clients. Transport failures and 503s are retried (bounded), like real clients retry.
 
-use fireball::runtime::http_client::{HttpClient, Request};
-use fireball::runtime::sim_hooks::MessageKind;
 use hyper::Method;
 use serde_json::Value;
+
+use crate::runtime::http_client::{HttpClient, Request};
+use crate::runtime::sim_hooks::MessageKind;
 
 const POLLS_MAX: u32 = 1_000_000;
 const TRANSPORT_RETRIES_MAX: u32 = 60;
 const RETRY_DELAY_MS: u64 = 1_000;
+/// Longer than the server's longest long-poll (10 s), so a healthy poll never times out.
 const REQUEST_TIMEOUT_MS: u64 = 20_000;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -21,25 +24,28 @@ pub struct QueryOutcome {
     pub rows: Vec<Vec<Value>>,
 }
 
-pub struct SimClient {
+pub struct StatementClient {
     http: HttpClient,
     user: String,
 }
 
-impl SimClient {
-    pub fn new(name: &str, user: &str) -> SimClient {
-        SimClient { http: HttpClient::new(name, REQUEST_TIMEOUT_MS, 0), user: user.to_string() }
+impl StatementClient {
+    /// `name` identifies this client to the simulation's fault filter.
+    pub fn new(name: &str, user: &str) -> StatementClient {
+        StatementClient { http: HttpClient::new(name, REQUEST_TIMEOUT_MS, 0), user: user.to_string() }
     }
 
-    pub async fn run(&self, coordinator_uri: &str, sql: &str) -> QueryOutcome {
+    /// Submits `sql` and returns the first page (so callers can learn the query id early).
+    pub async fn submit(&self, coordinator_uri: &str, sql: &str) -> Option<Value> {
         let post = Request::new(Method::POST, format!("{coordinator_uri}/v1/statement"), MessageKind::Client)
             .header("X-Presto-User", self.user.as_str())
-            .header("X-Presto-Source", "sim")
+            .header("X-Presto-Source", "fireball-client")
             .text(sql);
-        let mut page = match self.send_with_retries(post).await {
-            Some(page) => page,
-            None => return lost(None),
-        };
+        self.send_with_retries(post).await
+    }
+
+    /// Follows `page` to the end of the query.
+    pub async fn follow(&self, mut page: Value) -> QueryOutcome {
         let query_id = page.get("id").and_then(Value::as_str).map(String::from);
         let mut rows = Vec::new();
         for _ in 0..POLLS_MAX {
@@ -59,18 +65,25 @@ impl SimClient {
         lost(query_id)
     }
 
+    pub async fn run(&self, coordinator_uri: &str, sql: &str) -> QueryOutcome {
+        match self.submit(coordinator_uri, sql).await {
+            Some(page) => self.follow(page).await,
+            None => lost(None),
+        }
+    }
+
     async fn send_with_retries(&self, request: Request) -> Option<Value> {
         for _ in 0..TRANSPORT_RETRIES_MAX {
             match self.http.send(request.clone()).await {
                 Ok(response) if response.status == 200 => return serde_json::from_slice(&response.body).ok(),
                 Ok(response) if response.status == 503 => {}
                 Ok(response) => {
-                    tracing::warn!(status = response.status, body = %String::from_utf8_lossy(&response.body), "client got an error status");
+                    tracing::warn!(status = response.status, body = %String::from_utf8_lossy(&response.body), "error status");
                     return None;
                 }
-                Err(error) => tracing::debug!(%error, "client request failed, retrying"),
+                Err(error) => tracing::debug!(%error, "request failed, retrying"),
             }
-            fireball::runtime::sleep_ms(RETRY_DELAY_MS).await;
+            crate::runtime::sleep_ms(RETRY_DELAY_MS).await;
         }
         None
     }

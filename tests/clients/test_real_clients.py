@@ -1,0 +1,396 @@
+"""Unmodified Presto Python clients against a real `fireball local` cluster.
+
+The Rust tests check the protocol JSON field by field; this module checks that the clients people
+actually use (presto-python-client as `prestodb`, and `trino`) accept it: they are strict about
+details (nulls vs. omitted fields, type signatures, header dialects, error shapes) that are easy to
+get subtly wrong. Run through `ci/clients`, which pins the client versions and sets FIREBALL_BIN.
+"""
+
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import prestodb
+import pytest
+import trino
+
+HOST = "127.0.0.1"
+STARTUP_TIMEOUT_S = 60
+# A hung query or a client that keeps following nextUri must fail the test, not hang CI.
+TEST_TIMEOUT_S = 90
+STOP_TIMEOUT_S = 10
+# Offsets of the nodes of a 2-RM, 2-coordinator, 2-worker `fireball local` from its base port.
+NODE_PORT_OFFSETS = (0, 1, 100, 101, 200, 201)
+WORKER_ID = re.compile(r"^worker-\d+$")
+
+SYNTHETIC_ARGS = "run_time => '500ms', memory => '10MB', tasks => 3, rows => 10"
+
+
+# ---------------------------------------------------------------------------------------------
+# Cluster fixture
+# ---------------------------------------------------------------------------------------------
+
+
+class Cluster:
+    def __init__(self, process, base_port, stdout_path, stderr_path):
+        self.process = process
+        self.base_port = base_port
+        self.stdout_path = stdout_path
+        self.stderr_path = stderr_path
+
+    @property
+    def coordinator_ports(self):
+        return (self.base_port, self.base_port + 1)
+
+    def log_sizes(self):
+        return tuple(os.path.getsize(path) for path in (self.stdout_path, self.stderr_path))
+
+    def logs(self, since=(0, 0)):
+        parts = []
+        for name, path, offset in (
+            ("stdout", self.stdout_path, since[0]),
+            ("stderr", self.stderr_path, since[1]),
+        ):
+            with open(path, "rb") as file:
+                file.seek(offset)
+                text = file.read().decode("utf-8", "replace")
+            parts.append(f"----- fireball {name} ({path}) -----\n{text}")
+        return "\n".join(parts)
+
+
+def _ports_free(base_port):
+    """Binds each port the cluster needs; a port someone else holds makes `fireball local` exit."""
+    sockets = []
+    try:
+        for offset in NODE_PORT_OFFSETS:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind((HOST, base_port + offset))
+        return True
+    except OSError:
+        return False
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _pick_base_port():
+    # Random rather than fixed so that parallel CI jobs and developers' own clusters on the
+    # usual 8080 rarely collide; the bind check catches the rest (bar a race, see the retry).
+    for _ in range(200):
+        base_port = random.randint(20000, 40000)
+        if _ports_free(base_port):
+            return base_port
+    pytest.fail("no free port range for fireball local found in 20000-40300")
+
+
+def _http_json(method, url, body=None, headers=None, timeout_s=5.0):
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        return response.status, json.loads(response.read() or b"null")
+
+
+def _run_raw_query(port, sql, deadline):
+    """Runs a statement with the bare protocol (no client library), following nextUri.
+
+    Kept independent of the clients under test so that readiness does not depend on them.
+    Returns the last page.
+    """
+    _, page = _http_json(
+        "POST",
+        f"http://{HOST}:{port}/v1/statement",
+        body=sql.encode(),
+        headers={"X-Presto-User": "fireball-ci-readiness"},
+    )
+    while "nextUri" in page:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"query still {page['stats']['state']} at the deadline")
+        _, page = _http_json("GET", page["nextUri"])
+    return page
+
+
+def _wait_until_ready(cluster, deadline):
+    """Both coordinators answer /v1/info and can run a query on a worker.
+
+    Workers become known to coordinators only after heartbeats reach the RMs; a query submitted
+    earlier would wait rather than fail, but tests should time their own queries, not startup.
+    """
+    last_problem = "not polled yet"
+    for port in cluster.coordinator_ports:
+        while True:
+            if cluster.process.poll() is not None:
+                raise RuntimeError(f"fireball exited with {cluster.process.returncode} during startup")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"coordinator on port {port} not ready: {last_problem}")
+            try:
+                status, _ = _http_json("GET", f"http://{HOST}:{port}/v1/info", timeout_s=2)
+                if status != 200:
+                    last_problem = f"/v1/info answered {status}"
+                    time.sleep(0.1)
+                    continue
+                page = _run_raw_query(port, "SELECT * FROM synthetic(tasks => 2, rows => 2)", deadline)
+                if page["stats"]["state"] == "FINISHED" and "error" not in page:
+                    break
+                last_problem = f"readiness query ended with {page.get('error') or page['stats']}"
+            except (OSError, ValueError, KeyError, TimeoutError) as error:
+                last_problem = repr(error)
+            time.sleep(0.2)
+
+
+def _stop(process):
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=STOP_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    binary = os.environ.get("FIREBALL_BIN")
+    if not binary or not os.access(binary, os.X_OK):
+        pytest.fail(f"FIREBALL_BIN must name the fireball binary (got {binary!r}); run ci/clients")
+    log_dir = tmp_path_factory.mktemp("fireball-local")
+    # Another process may grab a port between our bind check and fireball's bind, so a cluster
+    # that dies during startup gets a fresh port range, a few times.
+    failures = []
+    ready = None
+    for attempt in range(1, 4):
+        base_port = _pick_base_port()
+        stdout_path = log_dir / f"attempt{attempt}.stdout"
+        stderr_path = log_dir / f"attempt{attempt}.stderr"
+        with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
+            process = subprocess.Popen(
+                [binary, "local", "--base-port", str(base_port)],
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+            )
+        candidate = Cluster(process, base_port, stdout_path, stderr_path)
+        try:
+            _wait_until_ready(candidate, time.monotonic() + STARTUP_TIMEOUT_S)
+            ready = candidate
+            break
+        except Exception as error:  # noqa: BLE001 - every startup failure is reported with logs
+            exited_early = process.poll() is not None
+            _stop(process)
+            failures.append(f"attempt {attempt} (base port {base_port}): {error!r}\n{candidate.logs()}")
+            if not exited_early:
+                break  # alive but never ready: another attempt would only double the wait
+    if ready is None:
+        pytest.fail("fireball local did not become ready:\n" + "\n\n".join(failures), pytrace=False)
+    try:
+        yield ready
+    finally:
+        _stop(ready.process)
+
+
+@pytest.fixture(autouse=True)
+def _guard_each_test(cluster, request, capsys):
+    """Bounds each test's run time and shows the cluster's output for a failing test.
+
+    The clients long-poll and retry on their own, so a server bug tends to show up as a hang;
+    SIGALRM turns that into a failure. The cluster's log for the test's time span is written
+    straight to the terminal (capture disabled) because teardown output is otherwise hidden.
+    """
+
+    def on_timeout(signum, frame):
+        raise TimeoutError(f"test did not finish within {TEST_TIMEOUT_S} s")
+
+    previous_handler = signal.signal(signal.SIGALRM, on_timeout)
+    signal.alarm(TEST_TIMEOUT_S)
+    log_sizes = cluster.log_sizes()
+    failed_before = request.session.testsfailed
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous_handler)
+    if request.session.testsfailed > failed_before:
+        with capsys.disabled():
+            print(f"\n===== fireball output during {request.node.nodeid} =====")
+            print(cluster.logs(since=log_sizes))
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _prestodb_connect(port, user="alice"):
+    return prestodb.dbapi.connect(
+        host=HOST, port=port, user=user, catalog="system", schema="runtime", request_timeout=15
+    )
+
+
+def _trino_connect(port, user="bob"):
+    return trino.dbapi.connect(host=HOST, port=port, user=user, http_scheme="http", request_timeout=15)
+
+
+def _query_info(port, query_id):
+    _, info = _http_json("GET", f"http://{HOST}:{port}/v1/query/{query_id}")
+    return info
+
+
+def _run(connect, port, sql):
+    connection = connect(port)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(sql)
+        return cursor.fetchall(), [column[0] for column in cursor.description]
+    finally:
+        connection.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------------------------
+
+
+def test_prestodb_runs_synthetic_query(cluster):
+    port = cluster.coordinator_ports[0]
+    connection = _prestodb_connect(port)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(f"SELECT * FROM synthetic({SYNTHETIC_ARGS})")
+        rows = cursor.fetchall()
+        description = cursor.description
+        query_id = cursor.stats["queryId"]
+    finally:
+        connection.close()
+
+    assert [(column[0], column[1]) for column in description] == [
+        ("task", "bigint"),
+        ("row", "bigint"),
+        ("worker", "varchar"),
+    ]
+    rows.sort(key=lambda row: row[1])
+    assert [row[1] for row in rows] == list(range(10)), "every row exactly once"
+    # 10 rows over 3 tasks: every task contributes, so losing a task's results shows up here.
+    assert {row[0] for row in rows} == {0, 1, 2}
+    assert all(WORKER_ID.match(row[2]) for row in rows), rows
+    # The X-Presto-User header reached the coordinator, not just some default user.
+    assert _query_info(port, query_id)["user"] == "alice"
+
+
+def test_trino_runs_projection_on_second_coordinator(cluster):
+    port = cluster.coordinator_ports[1]
+    connection = _trino_connect(port)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(f"SELECT row, worker FROM synthetic({SYNTHETIC_ARGS})")
+        rows = cursor.fetchall()
+        description = cursor.description
+        query_id = cursor.query_id
+    finally:
+        connection.close()
+
+    assert [column[0] for column in description] == ["row", "worker"]
+    rows.sort(key=lambda row: row[0])
+    assert [row[0] for row in rows] == list(range(10)), "every row exactly once"
+    assert all(WORKER_ID.match(row[1]) for row in rows), rows
+    # The query lives on the coordinator the client talked to, with the X-Trino-User identity.
+    assert _query_info(port, query_id)["user"] == "bob"
+
+
+CLIENTS = [
+    pytest.param(_prestodb_connect, id="prestodb"),
+    pytest.param(_trino_connect, id="trino"),
+]
+
+
+@pytest.mark.parametrize("connect", CLIENTS)
+def test_constant_selects(cluster, connect):
+    port = cluster.coordinator_ports[0]
+    assert _run(connect, port, "SELECT 1") == ([[1]], ["_col0"])
+    assert _run(connect, port, "SELECT 'abc' AS s") == ([["abc"]], ["s"])
+
+
+@pytest.mark.parametrize(
+    "connect, user_error",
+    [
+        pytest.param(_prestodb_connect, prestodb.exceptions.PrestoUserError, id="prestodb"),
+        pytest.param(_trino_connect, trino.exceptions.TrinoUserError, id="trino"),
+    ],
+)
+def test_errors_surface_as_client_exceptions(cluster, connect, user_error):
+    port = cluster.coordinator_ports[0]
+
+    with pytest.raises(user_error) as syntax:
+        _run(connect, port, "SELECT * FORM x")
+    assert syntax.value.error_name == "SYNTAX_ERROR"
+    assert syntax.value.error_type == "USER_ERROR"
+    # Tools point at the offending token with this; the statement is a single line.
+    line, column = syntax.value.error_location
+    assert line == 1 and column >= 1
+
+    with pytest.raises(user_error) as unsupported:
+        _run(connect, port, "CREATE TABLE t (a int)")
+    assert unsupported.value.error_name == "NOT_SUPPORTED"
+
+
+def test_trino_cancel_fails_query_as_user_canceled(cluster):
+    # trino's Cursor.execute() blocks until the first rows arrive, and a synthetic query yields
+    # rows only when its tasks end, so execute() runs in a thread and the main thread cancels
+    # through the same cursor (cursor.cancel() DELETEs the current nextUri, i.e. the statement
+    # path, unlike prestodb which DELETEs /v1/query/{id}). prestodb would need the same thread:
+    # its execute() blocks until the whole query has finished.
+    port = cluster.coordinator_ports[0]
+    connection = _trino_connect(port)
+    cursor = connection.cursor()
+    outcome = {}
+
+    def execute():
+        try:
+            cursor.execute("SELECT * FROM synthetic(run_time => '30s', tasks => 1)")
+            outcome["rows"] = cursor.fetchall()
+        except Exception as error:  # noqa: BLE001 - inspected by the main thread
+            outcome["error"] = error
+
+    runner = threading.Thread(target=execute, name="trino-execute", daemon=True)
+    started = time.monotonic()
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while cursor.query_id is None:
+            assert runner.is_alive(), f"execute() ended before a query id was known: {outcome}"
+            assert time.monotonic() < deadline, "no query id 10 s after execute()"
+            time.sleep(0.02)
+        query_id = cursor.query_id
+
+        # Cancel a running query (tasks on a worker), not a queued one: that is the harder path.
+        while _query_info(port, query_id)["state"] != "RUNNING":
+            assert time.monotonic() < deadline, f"query not RUNNING: {_query_info(port, query_id)}"
+            time.sleep(0.05)
+        cursor.cancel()
+
+        runner.join(timeout=10)
+        assert not runner.is_alive(), "execute() still blocked 10 s after cancel()"
+    finally:
+        connection.close()
+    assert time.monotonic() - started < 30, "the query ran to completion instead of being canceled"
+    assert "rows" not in outcome or outcome["rows"] == [], outcome
+    if "error" in outcome:
+        # A long-poll in flight may see the failure before the client marks itself cancelled.
+        error = outcome["error"]
+        assert isinstance(error, trino.exceptions.TrinoUserError), repr(error)
+        assert error.error_name == "USER_CANCELED"
+
+    deadline = time.monotonic() + 5
+    while True:
+        info = _query_info(port, query_id)
+        if info["state"] == "FAILED" and info.get("error_name") == "USER_CANCELED":
+            break
+        assert time.monotonic() < deadline, f"query not FAILED/USER_CANCELED 5 s after cancel: {info}"
+        time.sleep(0.05)

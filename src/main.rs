@@ -96,7 +96,9 @@ mod production {
     fn init_logging(json: bool) {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        let is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let builder =
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(is_terminal);
         if json {
             builder.json().init();
         } else {

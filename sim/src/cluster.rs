@@ -70,7 +70,8 @@ impl SimCluster {
                         match fireball::node::start(config, clock).await {
                             // The node runs until the simulation kills or restarts it.
                             Ok(_node) => std::future::pending::<()>().await,
-                            Err(error) => tracing::error!(%error, "node failed to start"),
+                            // A node that cannot start is a harness bug: say so loudly.
+                            Err(error) => panic!("node failed to start: {error}"),
                         }
                     }
                 })
@@ -89,10 +90,14 @@ impl SimCluster {
         self.nodes.values()
     }
 
-    /// Node name for an `ip:port` authority (what the fault filter sees as the receiver).
-    pub fn name_of_authority(&self, authority: &str) -> Option<&str> {
-        let ip: IpAddr = authority.rsplit_once(':')?.0.parse().ok()?;
-        self.nodes.values().find(|node| node.ip == ip).map(|node| node.name.as_str())
+    /// `ip:port` → node name, for every node (what the fault filter sees as the receiver).
+    pub fn authority_names(&self) -> BTreeMap<String, String> {
+        self.nodes.values().map(|node| (format!("{}:{NODE_PORT}", node.ip), node.name.clone())).collect()
+    }
+
+    /// Installs message-level fault injection for this cluster.
+    pub fn install_message_faults(&self) -> crate::faults::MessageFaults {
+        crate::faults::MessageFaults::install(self.authority_names())
     }
 
     pub fn coordinator_uris(&self) -> Vec<String> {
@@ -125,7 +130,11 @@ impl SimCluster {
         Handle::current().kill(self.node(name).id);
     }
 
+    /// Restarts the node from its config with empty state. madsim's `restart` does not release
+    /// the old incarnation's sockets (only `kill` does), so the port would still be taken.
     pub fn restart(&self, name: &str) {
-        Handle::current().restart(self.node(name).id);
+        let handle = Handle::current();
+        handle.kill(self.node(name).id);
+        handle.restart(self.node(name).id);
     }
 }

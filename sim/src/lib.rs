@@ -8,4 +8,6 @@
 #[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
+pub mod faults;
+#[cfg(madsim)]
 pub mod trace;

@@ -221,12 +221,11 @@ impl TaskDriver {
         let mut last_error = String::from("no candidate workers");
         for worker in &self.candidates {
             let url = format!("{}{}/{}", worker.uri, paths::TASK, self.task_id);
-            let created: Result<TaskStatus, _> = self
-                .coordinator
-                .inner
-                .client
-                .post_json(&url, MessageKind::TaskCreate, &self.request, config.request_timeout_ms)
-                .await;
+            // Creation is idempotent by task id, so it is safe to retry (the client's default bound).
+            let request = Request::new(Method::POST, url, MessageKind::TaskCreate)
+                .json(&self.request)
+                .timeout_ms(config.request_timeout_ms);
+            let created: Result<TaskStatus, _> = self.coordinator.inner.client.send_json(request).await;
             match created {
                 Ok(_) => return Ok(worker.clone()),
                 Err(ClientError::Status { status: 400, body, .. }) => {
@@ -253,12 +252,10 @@ impl TaskDriver {
         let client = &self.coordinator.inner.client;
         let url = format!("{base}/results");
         let request = Request::new(Method::GET, &url, MessageKind::TaskResults).timeout_ms(config.request_timeout_ms).retries(3);
-        let response = client
-            .send(request)
+        let results: TaskResults = client
+            .send_json(request)
             .await
             .map_err(|error| QueryFailure::new(REMOTE_TASK_ERROR, format!("Could not fetch results of {}: {error}", self.task_id)))?;
-        let results: TaskResults = serde_json::from_slice(&response.body)
-            .map_err(|error| QueryFailure::new(REMOTE_TASK_ERROR, format!("Bad results from task {}: {error}", self.task_id)))?;
         // Release the task on the worker; it also expires there on its own if this is lost.
         let delete = Request::new(Method::DELETE, base, MessageKind::TaskCancel).timeout_ms(config.request_timeout_ms);
         let _ = client.send(delete).await;

@@ -27,7 +27,7 @@ const POLL_TIMEOUT_MS_MIN: u64 = 500;
 pub async fn run_query_heartbeats(coordinator: Coordinator) {
     let interval_ms = coordinator.config().query_heartbeat_interval_ms;
     let coalesce_ms = coordinator.config().query_heartbeat_coalesce_ms;
-    let mut fan_out = FanOut::new();
+    let mut fan_out = FanOut::new(paths::QUERY_HEARTBEAT, MessageKind::QueryHeartbeat);
     loop {
         tokio::select! {
             biased;
@@ -37,7 +37,7 @@ pub async fn run_query_heartbeats(coordinator: Coordinator) {
         let batch = build_heartbeat(&coordinator);
         let timeout_ms = coordinator.config().request_timeout_ms.min(interval_ms.max(1_000));
         let uris = coordinator.inner.resource_managers.all();
-        fan_out.send(&coordinator.inner.client, uris, paths::QUERY_HEARTBEAT, MessageKind::QueryHeartbeat, batch, timeout_ms);
+        fan_out.send(&coordinator.inner.client, uris, batch, timeout_ms);
     }
 }
 

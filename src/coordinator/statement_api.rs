@@ -16,6 +16,7 @@ use axum::{Json, Router};
 
 use super::query::PageError;
 use super::Coordinator;
+use crate::protocol::query_info::basic_query_info;
 use crate::protocol::SessionContext;
 
 const MAX_WAIT_MS_DEFAULT: u64 = 1_000;
@@ -183,14 +184,8 @@ async fn get_query(State(coordinator): State<Coordinator>, Path(query_id): Path<
     let state = coordinator.lock();
     match state.queries.get(&query_id) {
         Some(query) => {
-            let mut info = serde_json::to_value(query.summary()).unwrap_or_default();
-            if let Some(object) = info.as_object_mut() {
-                object.insert("self".into(), serde_json::Value::from(coordinator.self_uri()));
-                if let Some(failure) = &query.failure {
-                    object.insert("errorMessage".into(), serde_json::Value::from(failure.message.clone()));
-                }
-            }
-            Json(info).into_response()
+            let message = query.failure.as_ref().map(|failure| failure.message.as_str());
+            Json(basic_query_info(&query.summary(), coordinator.self_uri(), message)).into_response()
         }
         None => text(StatusCode::GONE, "Query not found"),
     }

@@ -38,17 +38,14 @@ impl ResourceManagers {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Every RM URI to heartbeat to: the configured ones plus every RM discovery listed.
+    /// Every RM URI to heartbeat to: the configured ones always, plus every RM discovery listed.
+    /// (Learned RMs never replace configured ones: early on, discovery may list only the RM that
+    /// answered, and heartbeating to that one alone would hide this node from the others.)
     pub fn all(&self) -> Vec<String> {
         let inner = self.lock();
-        let mut uris: Vec<String> = inner.learned.values().cloned().collect();
-        for uri in &inner.configured {
-            if !uris.contains(uri) && inner.learned.is_empty() {
-                uris.push(uri.clone());
-            }
-        }
-        uris.sort();
-        uris
+        let mut uris: std::collections::BTreeSet<String> = inner.configured.iter().cloned().collect();
+        uris.extend(inner.learned.values().cloned());
+        uris.into_iter().collect()
     }
 
     /// Replaces the learned RM set with what discovery says (ignored when it says nothing).
@@ -123,4 +120,32 @@ async fn announce_once(
         }
     }
     tracing::warn!(node = %announcement.node_id, "no resource manager accepted the announcement");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rm(id: &str) -> NodeRef {
+        NodeRef { node_id: id.into(), uri: format!("http://{id}") }
+    }
+
+    #[test]
+    fn configured_rms_are_kept_when_discovery_lists_fewer() {
+        let rms = ResourceManagers::new(vec!["http://rm-1".into(), "http://rm-2".into()], NodeRng::from_seed(1));
+        rms.learn(&[rm("rm-1")]);
+        assert_eq!(rms.all(), vec!["http://rm-1", "http://rm-2"]);
+        rms.learn(&[rm("rm-1"), rm("rm-3")]);
+        assert_eq!(rms.all(), vec!["http://rm-1", "http://rm-2", "http://rm-3"]);
+    }
+
+    #[test]
+    fn suspects_are_polled_last() {
+        let rms = ResourceManagers::new(vec!["http://rm-1".into(), "http://rm-2".into()], NodeRng::from_seed(7));
+        rms.mark_failed("http://rm-1", 100);
+        for _ in 0..10 {
+            assert_eq!(rms.poll_order(200), vec!["http://rm-2", "http://rm-1"]);
+        }
+        assert_eq!(rms.poll_order(1_100).len(), 2, "suspicion expires");
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod errors;
+pub mod query_info;
 pub mod results;
 pub mod session;
 

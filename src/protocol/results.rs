@@ -133,6 +133,9 @@ pub struct TypeArgument {
     pub value: serde_json::Value,
 }
 
+/// The length Presto reports for `varchar` without a bound (`VarcharType.UNBOUNDED_LENGTH`).
+pub const VARCHAR_LENGTH_UNBOUNDED: u32 = i32::MAX as u32;
+
 /// The SQL types fireball produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SqlType {
@@ -152,10 +155,14 @@ impl Column {
             SqlType::Bigint => ("bigint", vec![]),
             SqlType::Double => ("double", vec![]),
             SqlType::Unknown => ("unknown", vec![]),
-            SqlType::Varchar { length: None } => ("varchar", vec![]),
-            SqlType::Varchar { length: Some(length) } => (
+            // Presto sends unbounded varchar with its maximum length as the argument; the trino
+            // client reads `arguments[0]` for every varchar and fails without it.
+            SqlType::Varchar { length } => (
                 "varchar",
-                vec![TypeArgument { kind: "LONG_LITERAL".into(), value: serde_json::Value::from(length) }],
+                vec![TypeArgument {
+                    kind: "LONG_LITERAL".into(),
+                    value: serde_json::Value::from(length.unwrap_or(VARCHAR_LENGTH_UNBOUNDED)),
+                }],
             ),
         };
         let type_name = match sql_type {
@@ -193,6 +200,9 @@ mod tests {
         assert_eq!(json["columns"][0]["typeSignature"]["rawType"], "varchar");
         assert_eq!(json["columns"][0]["typeSignature"]["arguments"][0]["kind"], "LONG_LITERAL");
         assert_eq!(json["stats"]["state"], "FINISHED");
+        let unbounded = serde_json::to_value(Column::new("w", SqlType::Varchar { length: None })).unwrap();
+        assert_eq!(unbounded["type"], "varchar");
+        assert_eq!(unbounded["typeSignature"]["arguments"][0]["value"], 2147483647);
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::config::{NodeConfig, Role};
 use crate::discovery::store::Change;
 use crate::discovery::DiscoveryStore;
 use crate::node::fanout::FanOut;
+use crate::protocol::query_info::basic_query_info;
 use crate::runtime::http_client::HttpClient;
 use crate::runtime::sim_hooks::MessageKind;
 use crate::runtime::Clock;
@@ -233,17 +234,7 @@ async fn list_queries(State(rm): State<ResourceManager>) -> Response {
         .cluster()
         .queries()
         .into_iter()
-        .map(|(coordinator_uri, query)| {
-            json!({
-                "queryId": query.query_id,
-                "state": query.state.name(),
-                "resourceGroupId": query.group.split('.').collect::<Vec<_>>(),
-                "session": { "user": query.user, "source": query.source },
-                "query": query.query,
-                "self": format!("{coordinator_uri}/v1/query/{}", query.query_id),
-                "errorCode": query.error_name.map(|name| json!({ "name": name })),
-            })
-        })
+        .map(|(coordinator_uri, query)| basic_query_info(&query, &coordinator_uri, None))
         .collect();
     Json(queries).into_response()
 }
@@ -291,13 +282,13 @@ async fn run_self_announcer(rm: ResourceManager) {
 async fn run_replication(rm: ResourceManager) {
     let interval_ms = rm.inner.config.discovery_replication_interval_ms;
     let timeout_ms = rm.inner.config.request_timeout_ms.min(interval_ms.max(1_000));
-    let mut fan_out = FanOut::new();
+    let mut fan_out = FanOut::new(paths::REPLICATE, MessageKind::DiscoveryReplication);
     loop {
         crate::runtime::sleep_ms(interval_ms).await;
         let batch = Arc::new(ReplicationBatch {
             from_node_id: rm.inner.config.node_id.clone(),
             entries: rm.discovery().snapshot(rm.now_ms()),
         });
-        fan_out.send(&rm.inner.client, rm.peers(), paths::REPLICATE, MessageKind::DiscoveryReplication, batch, timeout_ms);
+        fan_out.send(&rm.inner.client, rm.peers(), batch, timeout_ms);
     }
 }

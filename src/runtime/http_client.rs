@@ -158,13 +158,15 @@ impl HttpClient {
         }
     }
 
-    /// GETs `url` and decodes a JSON answer; non-2xx statuses are errors.
+    /// GETs `url` once (no retries) and decodes a JSON answer; non-2xx statuses are errors.
+    ///
+    /// Periodic messages (heartbeats, polls, announcements) use the single-attempt forms: the next
+    /// period is their retry, and failing over to another RM beats waiting on a dead one.
     pub async fn get_json<T: DeserializeOwned>(&self, url: &str, kind: MessageKind, timeout_ms: u64) -> Result<T, ClientError> {
-        let request = Request::new(Method::GET, url, kind).timeout_ms(timeout_ms);
-        decode_json(self.send(request).await?, url)
+        self.send_json(Request::new(Method::GET, url, kind).timeout_ms(timeout_ms).retries(0)).await
     }
 
-    /// POSTs `body` as JSON to `url` and decodes a JSON answer; non-2xx statuses are errors.
+    /// POSTs `body` as JSON to `url` once (no retries) and decodes a JSON answer.
     pub async fn post_json<B: Serialize, T: DeserializeOwned>(
         &self,
         url: &str,
@@ -172,8 +174,13 @@ impl HttpClient {
         body: &B,
         timeout_ms: u64,
     ) -> Result<T, ClientError> {
-        let request = Request::new(Method::POST, url, kind).json(body).timeout_ms(timeout_ms);
-        decode_json(self.send(request).await?, url)
+        self.send_json(Request::new(Method::POST, url, kind).json(body).timeout_ms(timeout_ms).retries(0)).await
+    }
+
+    /// Sends `request` (with its own retry bound) and decodes a JSON answer.
+    pub async fn send_json<T: DeserializeOwned>(&self, request: Request) -> Result<T, ClientError> {
+        let url = request.url.clone();
+        decode_json(self.send(request).await?, &url)
     }
 
     async fn attempt(&self, request: &Request, target: &Target, timeout_ms: u64) -> Result<Response, ClientError> {

@@ -269,11 +269,11 @@ async fn delete_task(State(worker): State<Worker>, Path(task_id): Path<String>) 
 async fn run_heartbeats(worker: Worker) {
     let interval_ms = worker.inner.config.node_heartbeat_interval_ms;
     let timeout_ms = worker.inner.config.request_timeout_ms.min(interval_ms.max(1_000));
-    let mut fan_out = FanOut::new();
+    let mut fan_out = FanOut::new(paths::NODE_HEARTBEAT, MessageKind::NodeHeartbeat);
     loop {
         let heartbeat = Arc::new(worker.heartbeat());
         let uris = worker.inner.resource_managers.all();
-        fan_out.send(&worker.inner.client, uris, paths::NODE_HEARTBEAT, MessageKind::NodeHeartbeat, heartbeat, timeout_ms);
+        fan_out.send(&worker.inner.client, uris, heartbeat, timeout_ms);
         crate::runtime::sleep_ms(interval_ms).await;
     }
 }

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.error
 import urllib.request
 
 import prestodb
@@ -281,7 +280,7 @@ def test_prestodb_runs_synthetic_query(cluster):
     assert {row[0] for row in rows} == {0, 1, 2}
     assert all(WORKER_ID.match(row[2]) for row in rows), rows
     # The X-Presto-User header reached the coordinator, not just some default user.
-    assert _query_info(port, query_id)["user"] == "alice"
+    assert _query_info(port, query_id)["session"]["user"] == "alice"
 
 
 def test_trino_runs_projection_on_second_coordinator(cluster):
@@ -301,7 +300,7 @@ def test_trino_runs_projection_on_second_coordinator(cluster):
     assert [row[0] for row in rows] == list(range(10)), "every row exactly once"
     assert all(WORKER_ID.match(row[1]) for row in rows), rows
     # The query lives on the coordinator the client talked to, with the X-Trino-User identity.
-    assert _query_info(port, query_id)["user"] == "bob"
+    assert _query_info(port, query_id)["session"]["user"] == "bob"
 
 
 CLIENTS = [
@@ -390,7 +389,7 @@ def test_trino_cancel_fails_query_as_user_canceled(cluster):
     deadline = time.monotonic() + 5
     while True:
         info = _query_info(port, query_id)
-        if info["state"] == "FAILED" and info.get("error_name") == "USER_CANCELED":
+        if info["state"] == "FAILED" and info.get("errorCode", {}).get("name") == "USER_CANCELED":
             break
         assert time.monotonic() < deadline, f"query not FAILED/USER_CANCELED 5 s after cancel: {info}"
         time.sleep(0.05)

@@ -27,6 +27,7 @@ pub mod discovery;
 pub mod local;
 pub mod node;
 pub mod protocol;
+pub mod resource_groups;
 pub mod resource_manager;
 pub mod runtime;
 pub mod sql;

@@ -13,6 +13,8 @@ pub struct ClusterLayout {
     pub environment: String,
     /// Extra properties applied to every node (Presto names), e.g. from a scenario's `[config]`.
     pub properties: Vec<(String, String)>,
+    /// A resource-groups JSON every coordinator uses (otherwise the legacy single group).
+    pub resource_groups_json: Option<String>,
 }
 
 /// Per-role maximum, so that port ranges in `fireball local` never overlap.
@@ -20,7 +22,14 @@ pub const NODES_PER_ROLE_MAX: u32 = 100;
 
 impl ClusterLayout {
     pub fn new(resource_managers: u32, coordinators: u32, workers: u32) -> Self {
-        ClusterLayout { resource_managers, coordinators, workers, environment: "fireball".into(), properties: Vec::new() }
+        ClusterLayout {
+            resource_managers,
+            coordinators,
+            workers,
+            environment: "fireball".into(),
+            properties: Vec::new(),
+            resource_groups_json: None,
+        }
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -87,7 +96,11 @@ impl ClusterLayout {
             for (key, value) in &self.properties {
                 properties.set(key, value.clone(), "extra properties");
             }
-            let config = NodeConfig::from_properties(&properties).map_err(|error| format!("{name}: {error}"))?;
+            let mut config = NodeConfig::from_properties(&properties).map_err(|error| format!("{name}: {error}"))?;
+            config.resource_groups = self.resource_groups_json.as_ref().map(|json| crate::config::ResourceGroupsSource {
+                json: json.clone(),
+                origin: "cluster layout".into(),
+            });
             configs.push(config);
         }
         Ok(configs)

@@ -105,6 +105,15 @@ impl MessageFaults {
         total
     }
 
+    /// Messages attempted per kind over the whole run.
+    pub fn totals_by_kind(&self) -> BTreeMap<String, u64> {
+        let mut totals = BTreeMap::new();
+        for ((_, _, kind), tally) in &self.state.borrow().tallies {
+            *totals.entry(kind.name().to_string()).or_insert(0) += tally.delivered + tally.dropped;
+        }
+        totals
+    }
+
     fn decide(&self, from_node: &str, to_authority: &str, kind: MessageKind) -> Verdict {
         let to_node = self.names.get(to_authority).map(String::as_str).unwrap_or(to_authority);
         let mut state = self.state.borrow_mut();

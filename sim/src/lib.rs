@@ -5,9 +5,20 @@
 //! [`fireball::node::start`], on its own simulated host. Only the clock, the network and the task
 //! scheduler are madsim's. Everything here is only compiled with `--cfg madsim`.
 
+pub mod oracle;
+pub mod plan;
+pub mod scenario;
 #[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
+pub mod explore;
+#[cfg(madsim)]
 pub mod faults;
+#[cfg(madsim)]
+pub mod report;
+#[cfg(madsim)]
+pub mod run;
+#[cfg(madsim)]
+pub mod timeline;
 #[cfg(madsim)]
 pub mod trace;

@@ -64,20 +64,48 @@ pub struct NodeConfig {
     pub query_min_expire_age_ms: u64,
     pub query_client_timeout_ms: u64,
     pub task_status_interval_ms: u64,
+    pub task_status_max_wait_ms: u64,
+    pub memory_pool_fetch_interval_ms: u64,
     pub task_client_timeout_ms: u64,
     pub remote_task_max_error_duration_ms: u64,
     pub required_workers_max_wait_ms: u64,
     pub memory_pool_bytes: u64,
     pub request_timeout_ms: u64,
     pub request_retries_max: u32,
+    /// `presto` (Presto's policy, the default) or `naive` (deliberately weakened: admits on stale
+    /// counts without the freshness gate; exists to prove the simulation oracle catches it).
+    pub admission_policy: AdmissionPolicyName,
+    /// The resource-groups JSON (Presto's file-manager format) and where it came from, if any.
+    pub resource_groups: Option<ResourceGroupsSource>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdmissionPolicyName {
+    Presto,
+    Naive,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceGroupsSource {
+    pub json: String,
+    pub origin: String,
 }
 
 impl NodeConfig {
     /// Reads `DIR/node.properties` and `DIR/config.properties`.
+    ///
+    /// An optional `DIR/resource-groups.properties` selects a resource-groups file as in Presto
+    /// (`resource-groups.configuration-manager=file`, `resource-groups.config-file=PATH`; a
+    /// relative path is taken from the directory that holds `DIR`, Presto's install root).
     pub fn read_etc(dir: &Path) -> Result<NodeConfig, String> {
         let mut properties = Properties::read(&dir.join("node.properties"))?;
         properties.merge(Properties::read(&dir.join("config.properties"))?)?;
-        NodeConfig::from_properties(&properties)
+        let mut config = NodeConfig::from_properties(&properties)?;
+        let groups_path = dir.join("resource-groups.properties");
+        if groups_path.exists() {
+            config.resource_groups = Some(read_resource_groups_properties(&groups_path, dir)?);
+        }
+        Ok(config)
     }
 
     pub fn from_properties(properties: &Properties) -> Result<NodeConfig, String> {
@@ -144,12 +172,25 @@ impl NodeConfig {
             query_min_expire_age_ms: reader.duration("query.min-expire-age", "15m")?,
             query_client_timeout_ms: reader.duration("query.client.timeout", "5m")?,
             task_status_interval_ms: reader.duration("task.status-refresh-interval", "200ms")?,
+            task_status_max_wait_ms: reader.duration("task.status-refresh-max-wait", "1s")?,
+            memory_pool_fetch_interval_ms: reader.duration("resource-manager.memory-pool-fetch-interval", "1s")?,
             task_client_timeout_ms: reader.duration("task.client.timeout", "2m")?,
             remote_task_max_error_duration_ms: reader.duration("query.remote-task.max-error-duration", "5m")?,
             required_workers_max_wait_ms: reader.duration("query-manager.required-workers-max-wait", "5m")?,
             memory_pool_bytes: reader.data_size("memory.pool-size", "8GB")?,
             request_timeout_ms: reader.duration("internal-communication.request-timeout", "5s")?,
             request_retries_max: reader.parse("internal-communication.max-retries", 2u32)?,
+            admission_policy: match reader.string_opt("resource-group-admission-policy").as_deref() {
+                None | Some("presto") => AdmissionPolicyName::Presto,
+                Some("naive") => AdmissionPolicyName::Naive,
+                Some(other) => {
+                    return Err(reader.error_at(
+                        "resource-group-admission-policy",
+                        &format!("unknown policy {other:?} (presto or naive)"),
+                    ))
+                }
+            },
+            resource_groups: None,
         };
         reader.refuse_unknown()?;
         config.validate()?;
@@ -192,6 +233,29 @@ impl NodeConfig {
     pub fn self_uri(&self) -> String {
         format!("http://{}:{}", self.internal_address, self.http_port)
     }
+}
+
+fn read_resource_groups_properties(path: &Path, etc_dir: &Path) -> Result<ResourceGroupsSource, String> {
+    let properties = Properties::read(path)?;
+    let mut reader = Reader { properties: &properties, used: BTreeSet::new() };
+    match reader.string_opt("resource-groups.configuration-manager").as_deref() {
+        Some("file") => {}
+        Some(other) => {
+            return Err(reader.error_at(
+                "resource-groups.configuration-manager",
+                &format!("{other:?} is not supported (only \"file\")"),
+            ))
+        }
+        None => return Err(format!("{}: resource-groups.configuration-manager is required", path.display())),
+    }
+    let file = reader
+        .string_opt("resource-groups.config-file")
+        .ok_or_else(|| format!("{}: resource-groups.config-file is required", path.display()))?;
+    reader.refuse_unknown()?;
+    let root = etc_dir.parent().unwrap_or(Path::new("."));
+    let resolved = if Path::new(&file).is_absolute() { Path::new(&file).to_path_buf() } else { root.join(&file) };
+    let json = std::fs::read_to_string(&resolved).map_err(|error| format!("cannot read {}: {error}", resolved.display()))?;
+    Ok(ResourceGroupsSource { json, origin: resolved.display().to_string() })
 }
 
 /// Reads typed values and remembers which keys were used, so leftovers can be refused.

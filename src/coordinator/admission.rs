@@ -45,6 +45,8 @@ pub struct Admission {
     last_refresh_ms: Option<u64>,
     /// When this group last started a query (Presto stamps group creation time initially).
     last_start_ms: u64,
+    /// The deliberately weakened `naive` policy: never waits for a fresh view.
+    naive: bool,
 }
 
 impl Admission {
@@ -59,7 +61,14 @@ impl Admission {
             remote: RemoteCounts::default(),
             last_refresh_ms: None,
             last_start_ms: now_ms,
+            naive: false,
         }
+    }
+
+    /// The `naive` policy: admit on whatever counts the last view had, without Presto's gate.
+    pub fn naive(mut self) -> Self {
+        self.naive = true;
+        self
     }
 
     pub fn hard_concurrency_limit(&self) -> u32 {
@@ -88,6 +97,9 @@ impl Admission {
 
     /// Presto's `shouldWaitForResourceManagerUpdate`.
     pub fn is_waiting_for_refresh(&self) -> bool {
+        if self.naive {
+            return false;
+        }
         let at_threshold =
             f64::from(self.total_running()) >= f64::from(self.hard_concurrency_limit) * self.concurrency_threshold;
         let stale = match self.last_refresh_ms {

@@ -172,12 +172,26 @@ impl TaskDriver {
         let config = self.coordinator.config();
         let client = &self.coordinator.inner.client;
         let mut last_contact_ms = self.coordinator.now_ms();
+        let mut known_state = TaskState::Blocked;
+        let mut first = true;
         loop {
-            crate::runtime::sleep_ms(config.task_status_interval_ms).await;
-            let status: Result<TaskStatus, _> = client.get_json(&base, MessageKind::TaskStatus, config.request_timeout_ms).await;
+            // Long-poll: the worker answers when the state changes or after `maxWait`; only after
+            // a failed poll (or on the first) does the driver pause for the refresh interval.
+            if first {
+                crate::runtime::sleep_ms(config.task_status_interval_ms).await;
+                first = false;
+            }
+            let url = format!(
+                "{base}?state={}&maxWait={}ms",
+                known_state.name(),
+                config.task_status_max_wait_ms
+            );
+            let timeout_ms = config.request_timeout_ms + config.task_status_max_wait_ms;
+            let status: Result<TaskStatus, _> = client.get_json(&url, MessageKind::TaskStatus, timeout_ms).await;
             match status {
                 Ok(status) => {
                     last_contact_ms = self.coordinator.now_ms();
+                    known_state = status.state;
                     match status.state {
                         TaskState::Finished => return self.fetch_results(&base).await,
                         TaskState::Canceled | TaskState::Abandoned => {
@@ -197,6 +211,7 @@ impl TaskDriver {
                     ));
                 }
                 Err(error) => {
+                    crate::runtime::sleep_ms(config.task_status_interval_ms).await;
                     let silent_ms = self.coordinator.now_ms().saturating_sub(last_contact_ms);
                     tracing::debug!(%error, task_id = %self.task_id, silent_ms, "task status poll failed");
                     if silent_ms > config.remote_task_max_error_duration_ms {

@@ -70,12 +70,15 @@ struct State {
 impl Coordinator {
     pub fn new(config: NodeConfig, clock: Clock, rng: NodeRng, client: HttpClient, resource_managers: ResourceManagers) -> Self {
         let now_ms = clock.now_ms();
-        let admission = Admission::new(
+        let mut admission = Admission::new(
             config.max_concurrent_queries,
             config.max_queued_queries,
             config.concurrency_threshold,
             now_ms,
         );
+        if config.admission_policy == crate::config::AdmissionPolicyName::Naive {
+            admission = admission.naive();
+        }
         let self_uri = config.self_uri();
         let id_suffix = id_suffix(&config.node_id);
         let state = State {
@@ -169,6 +172,7 @@ impl Coordinator {
             coordinator: self.node_id().to_string(),
             user: query.session.user.clone(),
             group: query.group.clone(),
+            queue_limits: vec![(query.group.clone(), self.inner.config.max_queued_queries)],
         });
         let refusal = if let Some(failure) = parse_failure {
             Some(failure)
@@ -204,9 +208,13 @@ impl Coordinator {
             query_id: query.id.clone(),
             coordinator: self.node_id().to_string(),
             group: query.group.clone(),
-            hard_concurrency_limit: self.inner.config.max_concurrent_queries,
+            limits: vec![(query.group.clone(), self.inner.config.max_concurrent_queries)],
         });
         tracing::info!(query_id = %query.id, "query started");
+        // Other coordinators must learn of the start promptly: it is what keeps their view of
+        // this group's running count fresh (a start left to the next interval is invisible for
+        // up to a second, and every coordinator then admits into the same slots).
+        self.inner.heartbeat_due.notify_one();
         crate::runtime::spawn(execution::execute(self.clone(), query.id.clone()));
     }
 
@@ -276,8 +284,9 @@ impl Coordinator {
         self.fail_query(query_id, QueryFailure::new(USER_CANCELED, "Query was canceled"))
     }
 
-    /// A fresh cluster view from an RM.
-    fn apply_view(&self, view: ClusterView) {
+    /// A fresh cluster view from an RM (with workers and memory when `with_nodes`; otherwise
+    /// those keep their last value).
+    fn apply_view(&self, mut view: ClusterView, with_nodes: bool) {
         let now_ms = self.now_ms();
         self.inner.resource_managers.learn(&view.resource_managers);
         let remote = view
@@ -291,6 +300,12 @@ impl Coordinator {
             .unwrap_or_default();
         let mut state = self.lock();
         state.admission.refresh(remote, now_ms);
+        if !with_nodes {
+            if let Some(previous) = state.view.take() {
+                view.workers = previous.workers;
+                view.memory = previous.memory;
+            }
+        }
         state.view = Some(view);
         drop(state);
         self.dispatch();

@@ -64,23 +64,31 @@ fn build_heartbeat(coordinator: &Coordinator) -> Arc<QueryHeartbeat> {
 
 pub async fn run_view_poller(coordinator: Coordinator) {
     let interval_ms = coordinator.config().runtimeinfo_refresh_interval_ms;
+    let nodes_interval_ms = coordinator.config().memory_pool_fetch_interval_ms;
     let timeout_ms = coordinator.config().request_timeout_ms.min((interval_ms * 5).max(POLL_TIMEOUT_MS_MIN));
+    let mut nodes_fetched_ms: Option<u64> = None;
     loop {
         crate::runtime::sleep_ms(interval_ms).await;
-        poll_once(&coordinator, timeout_ms).await;
+        // Group counts every refresh interval; workers and memory every
+        // `resource-manager.memory-pool-fetch-interval`, as Presto polls them separately.
+        let now_ms = coordinator.now_ms();
+        let with_nodes = nodes_fetched_ms.is_none_or(|at_ms| now_ms.saturating_sub(at_ms) >= nodes_interval_ms);
+        if poll_once(&coordinator, timeout_ms, with_nodes).await && with_nodes {
+            nodes_fetched_ms = Some(now_ms);
+        }
     }
 }
 
-async fn poll_once(coordinator: &Coordinator, timeout_ms: u64) {
+async fn poll_once(coordinator: &Coordinator, timeout_ms: u64, with_nodes: bool) -> bool {
     let resource_managers = &coordinator.inner.resource_managers;
     for uri in resource_managers.poll_order(coordinator.now_ms()) {
-        let url = format!("{uri}{}?excluding={}", paths::CLUSTER_VIEW, coordinator.node_id());
+        let url = format!("{uri}{}?excluding={}&nodes={with_nodes}", paths::CLUSTER_VIEW, coordinator.node_id());
         let view: Result<ClusterView, _> = coordinator.inner.client.get_json(&url, MessageKind::ClusterView, timeout_ms).await;
         match view {
             Ok(view) => {
                 resource_managers.mark_ok(&uri);
-                coordinator.apply_view(view);
-                return;
+                coordinator.apply_view(view, with_nodes);
+                return true;
             }
             Err(error) => {
                 tracing::debug!(%error, rm = %uri, "cluster view poll failed, trying the next RM");
@@ -88,4 +96,5 @@ async fn poll_once(coordinator: &Coordinator, timeout_ms: u64) {
             }
         }
     }
+    false
 }

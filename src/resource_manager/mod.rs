@@ -152,8 +152,8 @@ impl ResourceManager {
             .collect()
     }
 
-    /// The view one coordinator admits and schedules on.
-    pub fn cluster_view(&self, excluding: Option<&str>) -> ClusterView {
+    /// The view one coordinator admits and schedules on (workers and memory only `with_nodes`).
+    pub fn cluster_view(&self, excluding: Option<&str>, with_nodes: bool) -> ClusterView {
         let now_ms = self.now_ms();
         let resource_managers = self.node_refs(Role::ResourceManager);
         let coordinators = self.node_refs(Role::Coordinator);
@@ -163,8 +163,8 @@ impl ResourceManager {
             resource_managers,
             coordinators,
             groups: cluster.group_counts(excluding),
-            workers: cluster.workers(now_ms),
-            memory: cluster.memory(now_ms),
+            workers: if with_nodes { cluster.workers(now_ms) } else { Vec::new() },
+            memory: if with_nodes { cluster.memory(now_ms) } else { Default::default() },
         }
     }
 }
@@ -226,7 +226,8 @@ fn heartbeat_response(outcome: HeartbeatOutcome) -> Response {
 }
 
 async fn cluster_view(State(rm): State<ResourceManager>, UrlQuery(params): UrlQuery<BTreeMap<String, String>>) -> Response {
-    Json(rm.cluster_view(params.get("excluding").map(String::as_str))).into_response()
+    let with_nodes = params.get("nodes").is_none_or(|value| value != "false");
+    Json(rm.cluster_view(params.get("excluding").map(String::as_str), with_nodes)).into_response()
 }
 
 async fn list_queries(State(rm): State<ResourceManager>) -> Response {

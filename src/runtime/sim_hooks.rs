@@ -90,10 +90,12 @@ pub trait FaultFilter {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// A client was handed this query id.
-    QueryCreated { query_id: String, coordinator: String, user: String, group: String },
-    /// The coordinator admitted the query: from now on it counts as running in `group`.
-    QueryStarted { query_id: String, coordinator: String, group: String, hard_concurrency_limit: u32 },
+    /// A client was handed this query id. `queue_limits` is `maxQueued` of the query's group and
+    /// each ancestor (leaf first), so the oracle can check queue bounds cluster-wide.
+    QueryCreated { query_id: String, coordinator: String, user: String, group: String, queue_limits: Vec<(String, u32)> },
+    /// The coordinator admitted the query: from now on it counts as running in `group` and its
+    /// ancestors. `limits` is the hard concurrency limit of each (leaf first).
+    QueryStarted { query_id: String, coordinator: String, group: String, limits: Vec<(String, u32)> },
     /// The query reached a final state (`FINISHED` or `FAILED`, with Presto's error name).
     QueryFinished { query_id: String, coordinator: String, state: String, error_name: Option<String> },
     /// A worker began executing a task.

@@ -195,6 +195,16 @@ impl TaskState {
     pub fn is_done(self) -> bool {
         matches!(self, TaskState::Finished | TaskState::Canceled | TaskState::Abandoned)
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskState::Blocked => "BLOCKED",
+            TaskState::Running => "RUNNING",
+            TaskState::Finished => "FINISHED",
+            TaskState::Canceled => "CANCELED",
+            TaskState::Abandoned => "ABANDONED",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ pub mod memory_pool;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -28,6 +28,8 @@ const TASKS_MAX: usize = 10_000;
 /// Finished tasks whose results nobody fetched are dropped after this long.
 const FINISHED_TASK_RETENTION_MS: u64 = 60_000;
 const REAPER_INTERVAL_MS: u64 = 1_000;
+/// Longest a status request may be held.
+const STATUS_MAX_WAIT_MS_MAX: u64 = 10_000;
 
 #[derive(Clone)]
 pub struct Worker {
@@ -56,6 +58,8 @@ struct Task {
     ended_ms: Option<u64>,
     /// Woken when the task may proceed (memory granted) or must stop (cancelled).
     wake: Arc<tokio::sync::Notify>,
+    /// Woken on every state change, for long-polling status requests.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl Worker {
@@ -102,6 +106,7 @@ impl Worker {
         task.state = end_state;
         task.ended_ms = Some(now_ms);
         task.wake.notify_one();
+        task.changed.notify_waiters();
         let query_id = task.query_id.clone();
         sim_hooks::record(|| Event::TaskEnded {
             task_id: task_id.to_string(),
@@ -175,6 +180,7 @@ async fn create_task(State(worker): State<Worker>, Path(task_id): Path<String>, 
         last_poll_ms: now_ms,
         ended_ms: None,
         wake: Arc::new(tokio::sync::Notify::new()),
+        changed: Arc::new(tokio::sync::Notify::new()),
     };
     let status = worker.status(&task_id, &task);
     state.tasks.insert(task_id.clone(), task);
@@ -195,6 +201,7 @@ async fn run_task(worker: Worker, task_id: String, request: TaskRequest) {
             }
             if granted {
                 task.state = TaskState::Running;
+                task.changed.notify_waiters();
                 break;
             }
             task.wake.clone()
@@ -225,6 +232,7 @@ async fn run_task(worker: Worker, task_id: String, request: TaskRequest) {
     task.state = TaskState::Finished;
     task.rows = rows;
     task.ended_ms = Some(now_ms);
+    task.changed.notify_waiters();
     sim_hooks::record(|| Event::TaskEnded {
         task_id: task_id.clone(),
         query_id: request.query_id.clone(),
@@ -234,15 +242,39 @@ async fn run_task(worker: Worker, task_id: String, request: TaskRequest) {
     worker.release_memory(&mut state, &task_id);
 }
 
-async fn get_task(State(worker): State<Worker>, Path(task_id): Path<String>) -> Response {
-    let now_ms = worker.now_ms();
-    let mut state = worker.lock();
-    match state.tasks.get_mut(&task_id) {
-        Some(task) => {
+/// Task status. With `?state=S&maxWait=D` (what coordinators send) the answer waits up to `D`
+/// while the task is still in state `S`, like Presto's long-polled task status: one request per
+/// state change or per `maxWait` instead of one per poll interval.
+async fn get_task(
+    State(worker): State<Worker>,
+    Path(task_id): Path<String>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    let max_wait_ms = params
+        .get("maxWait")
+        .and_then(|text| crate::config::parse_duration_ms(text).ok())
+        .unwrap_or(0)
+        .min(STATUS_MAX_WAIT_MS_MAX);
+    let known_state = params.get("state").cloned();
+    let deadline_ms = worker.now_ms() + max_wait_ms;
+    loop {
+        let changed = {
+            let now_ms = worker.now_ms();
+            let mut state = worker.lock();
+            let Some(task) = state.tasks.get_mut(&task_id) else {
+                return (StatusCode::NOT_FOUND, "task not found").into_response();
+            };
             task.last_poll_ms = now_ms;
-            Json(worker.status(&task_id, task)).into_response()
-        }
-        None => (StatusCode::NOT_FOUND, "task not found").into_response(),
+            let unchanged = known_state.as_deref() == Some(task.state.name());
+            if !unchanged || task.state.is_done() || now_ms >= deadline_ms {
+                return Json(worker.status(&task_id, task)).into_response();
+            }
+            task.changed.clone()
+        };
+        let notified = changed.notified();
+        let remaining_ms = deadline_ms.saturating_sub(worker.now_ms());
+        // A change between the check and this wait is caught at the latest at the deadline.
+        let _ = crate::runtime::timeout_ms(remaining_ms.max(1), notified).await;
     }
 }
 

@@ -6,6 +6,7 @@
 //! - `submit` of a query that has to queue (its leaf is at its limit);
 //! - `start_eligible` right after a `remove` freed one slot (it must find the one leaf that can
 //!   start, among 989, and start that leaf's oldest query).
+//!
 //! Untimed work between samples puts the state back, so every sample sees ~10,000 queued.
 
 use std::hint::black_box;
@@ -28,8 +29,9 @@ fn spec_text() -> String {
             )
         })
         .collect();
-    let selectors: Vec<String> =
-        (0..MIDDLE_GROUPS).map(|index| format!(r#"{{"source": "m{index}", "group": "global.m{index}.${{USER}}"}}"#)).collect();
+    let selectors: Vec<String> = (0..MIDDLE_GROUPS)
+        .map(|index| format!(r#"{{"source": "m{index}", "group": "global.m{index}.${{USER}}"}}"#))
+        .collect();
     format!(
         r#"{{"rootGroups": [{{"name": "global", "hardConcurrencyLimit": 5000, "maxQueued": 1000000, "softMemoryLimit": "100%",
               "subGroups": [{}]}}], "selectors": [{}]}}"#,
@@ -71,7 +73,11 @@ fn main() {
         assert_eq!(manager.submit(&format!("q{index}"), &leaf_id(index % LEAVES), 1, 0), SubmitOutcome::Queued);
     }
     manager.check_invariants().expect("consistent after setup");
-    println!("setup: {} groups' worth of leaves, {QUEUED} queued, in {:?}", LEAVES + MIDDLE_GROUPS + 1, setup.elapsed());
+    println!(
+        "setup: {} groups ({LEAVES} leaves), {QUEUED} queued, in {:?}",
+        LEAVES + MIDDLE_GROUPS + 1,
+        setup.elapsed()
+    );
 
     let mut submit_ns = Vec::with_capacity(SAMPLES);
     for sample in 0..SAMPLES {

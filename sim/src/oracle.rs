@@ -214,6 +214,24 @@ pub fn check(entries: &[(u64, Entry)], expect: &Expect, last_fault_end_ms: Optio
     report
 }
 
+/// Queries created and not yet ended (neither final nor gone with a crashed coordinator).
+pub fn open_queries(entries: &[(u64, Entry)]) -> usize {
+    let mut open: BTreeMap<&str, &str> = BTreeMap::new();
+    for (_, entry) in entries {
+        match entry {
+            Entry::Node(Event::QueryCreated { query_id, coordinator, .. }) => {
+                open.insert(query_id, coordinator);
+            }
+            Entry::Node(Event::QueryFinished { query_id, .. }) => {
+                open.remove(query_id.as_str());
+            }
+            Entry::Harness(HarnessEvent::NodeCrashed { node }) => open.retain(|_, owner| owner != node),
+            _ => {}
+        }
+    }
+    open.len()
+}
+
 fn leave_queue(groups: &mut BTreeMap<String, Group>, names: &[String], total_queued: &mut u64) {
     for name in names {
         if let Some(group) = groups.get_mut(name) {

@@ -23,6 +23,9 @@ use crate::trace::Trace;
 
 /// Simulated client hosts the arrivals are spread over.
 const CLIENT_HOSTS: usize = 8;
+/// How long open queries may take to end after the run, unless `[expect] settle` says otherwise.
+const SETTLE_MS_DEFAULT: u64 = 300_000;
+const SETTLE_CHECK_MS: u64 = 1_000;
 
 pub struct RunResult {
     pub scenario: String,
@@ -143,9 +146,15 @@ async fn simulate(loaded: LoadedScenario, layout: ClusterLayout, plan: Plan, kee
     if run_ms > now_ms {
         madsim::time::sleep(StdDuration::from_millis(run_ms - now_ms)).await;
     }
+    // Settle: arrivals have stopped; let open queries end (bounded) before judging what is lost.
+    let settle_ms = scenario.expect.settle.map(|settle| settle.0).unwrap_or(SETTLE_MS_DEFAULT);
+    let settle_end_ms = run_ms + settle_ms;
+    while trace.now_ms() < settle_end_ms && oracle::open_queries(&trace.entries()) > 0 {
+        madsim::time::sleep(StdDuration::from_millis(SETTLE_CHECK_MS)).await;
+    }
     let entries = trace.entries();
     let last_fault_end_ms = plan.faults.iter().map(|fault| fault.end_ms(run_ms)).max();
-    let report = oracle::check(&entries, &scenario.expect, last_fault_end_ms, run_ms);
+    let report = oracle::check(&entries, &scenario.expect, last_fault_end_ms, trace.now_ms());
     let jsonl = keep_trace.then(|| trace.to_jsonl());
     Ok((report, trace.digest(), trace.now_ms(), jsonl, message_counts.totals_by_kind()))
 }

@@ -28,7 +28,11 @@ pub(crate) struct GroupConfig {
 }
 
 impl GroupConfig {
-    pub(crate) fn from_spec(spec: &GroupSpec, parent_policy: Option<SchedulingPolicy>, cpu_quota_period_ms: Option<u64>) -> Self {
+    pub(crate) fn from_spec(
+        spec: &GroupSpec,
+        parent_policy: Option<SchedulingPolicy>,
+        cpu_quota_period_ms: Option<u64>,
+    ) -> Self {
         let forced = parent_policy.filter(|policy| *policy == SchedulingPolicy::QueryPriority);
         let cpu_limit_ms = spec.hard_cpu_limit_ms.or(spec.soft_cpu_limit_ms);
         let cpu_quota_ms_per_second = match (cpu_limit_ms, cpu_quota_period_ms) {
@@ -62,6 +66,15 @@ pub(crate) struct RemoteCounts {
     pub(crate) memory_bytes: u64,
 }
 
+/// What a new group is made from: where its spec is, its configuration, its remote counts.
+#[derive(Clone, Debug)]
+pub(crate) struct NewGroup {
+    pub(crate) spec_path: Vec<usize>,
+    pub(crate) is_leaf_spec: bool,
+    pub(crate) config: GroupConfig,
+    pub(crate) remote: RemoteCounts,
+}
+
 /// Queued queries of a leaf, ordered by the group's policy.
 #[derive(Clone, Debug)]
 pub(crate) enum QueryQueue {
@@ -78,7 +91,9 @@ impl QueryQueue {
         match policy {
             SchedulingPolicy::Fair => QueryQueue::Fifo(OrderedQueue::new()),
             SchedulingPolicy::Weighted => QueryQueue::Lottery(WeightedSampler::new()),
-            SchedulingPolicy::WeightedFair | SchedulingPolicy::QueryPriority => QueryQueue::Priority(OrderedQueue::new()),
+            SchedulingPolicy::WeightedFair | SchedulingPolicy::QueryPriority => {
+                QueryQueue::Priority(OrderedQueue::new())
+            }
         }
     }
 
@@ -183,7 +198,9 @@ impl EligibleSet {
 
     pub(crate) fn remove(&mut self, child: GroupIndex) -> bool {
         match self {
-            EligibleSet::Fifo(queue) | EligibleSet::WeightedFair(queue) | EligibleSet::Priority(queue) => queue.remove(&child),
+            EligibleSet::Fifo(queue) | EligibleSet::WeightedFair(queue) | EligibleSet::Priority(queue) => {
+                queue.remove(&child)
+            }
             EligibleSet::Lottery { below_soft_limit, at_soft_limit } => {
                 below_soft_limit.remove(&child) | at_soft_limit.remove(&child)
             }
@@ -192,7 +209,9 @@ impl EligibleSet {
 
     pub(crate) fn contains(&self, child: GroupIndex) -> bool {
         match self {
-            EligibleSet::Fifo(queue) | EligibleSet::WeightedFair(queue) | EligibleSet::Priority(queue) => queue.contains(&child),
+            EligibleSet::Fifo(queue) | EligibleSet::WeightedFair(queue) | EligibleSet::Priority(queue) => {
+                queue.contains(&child)
+            }
             EligibleSet::Lottery { below_soft_limit, at_soft_limit } => {
                 below_soft_limit.contains(&child) || at_soft_limit.contains(&child)
             }

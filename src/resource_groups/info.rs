@@ -41,7 +41,10 @@ impl ResourceGroupManager {
         let summaries: Vec<Value> = group
             .children
             .values()
-            .filter(|child| self.counts(**child, include_remote).0 + self.counts(**child, include_remote).1 > 0)
+            .filter(|child| {
+                let (running, queued, _) = self.counts(**child, include_remote);
+                running + queued > 0
+            })
             .map(|child| self.info_summary(*child, include_remote))
             .collect();
         info["subGroups"] = Value::Array(summaries);

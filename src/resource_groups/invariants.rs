@@ -17,7 +17,10 @@ impl GroupTree {
             }
             let (in_running, in_queue) = (group.running.contains(query_id), group.queued.contains(query_id));
             if in_running == in_queue || in_running != entry.running {
-                return Err(format!("query {query_id} in {}: running set {in_running}, queue {in_queue}, entry {}", group.id, entry.running));
+                return Err(format!(
+                    "query {query_id} in {}: running set {in_running}, queue {in_queue}, entry {}",
+                    group.id, entry.running
+                ));
             }
             if entry.running {
                 let slot = running.entry(entry.group).or_default();
@@ -53,7 +56,10 @@ impl GroupTree {
             }
             let memory_bytes = own_running.1 + below.2;
             if group.local_memory_bytes != memory_bytes {
-                return Err(format!("{}: memory {} but running queries hold {memory_bytes}", group.id, group.local_memory_bytes));
+                return Err(format!(
+                    "{}: memory {} but running queries hold {memory_bytes}",
+                    group.id, group.local_memory_bytes
+                ));
             }
             subtree[index as usize] = (own_running.0 + below.0, own_queued + below.1, memory_bytes);
             self.check_eligibility(index)?;

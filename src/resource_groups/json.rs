@@ -106,13 +106,17 @@ impl<'a> Object<'a> {
 
     pub(crate) fn duration_ms(&self, key: &str) -> Result<Option<u64>, String> {
         self.string(key)?
-            .map(|text| crate::config::parse_duration_ms(text).map_err(|error| format!("{}: {error}", self.path_of(key))))
+            .map(|text| {
+                crate::config::parse_duration_ms(text).map_err(|error| format!("{}: {error}", self.path_of(key)))
+            })
             .transpose()
     }
 
     pub(crate) fn data_size_bytes(&self, key: &str) -> Result<Option<u64>, String> {
         self.string(key)?
-            .map(|text| crate::config::parse_data_size_bytes(text).map_err(|error| format!("{}: {error}", self.path_of(key))))
+            .map(|text| {
+                crate::config::parse_data_size_bytes(text).map_err(|error| format!("{}: {error}", self.path_of(key)))
+            })
             .transpose()
     }
 }

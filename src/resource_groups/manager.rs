@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::group::{GroupConfig, GroupIndex, RemoteCounts};
+use super::group::{GroupConfig, GroupIndex, NewGroup, RemoteCounts};
 use super::selector;
 use super::spec::{GroupSpec, ManagerSpec, PerQueryLimits};
 use super::tree::GroupTree;
@@ -37,7 +37,14 @@ impl ResourceGroupManager {
 
     /// Presto's legacy manager, used when no resource-groups file is configured: one root group
     /// `global` (`query.max-concurrent-queries`, `query.max-queued-queries`, softMemoryLimit 100%).
-    pub fn legacy(max_running: u32, max_queued: u32, policy: AdmissionPolicy, concurrency_threshold: f64, seed: u64, now_ms: u64) -> Self {
+    pub fn legacy(
+        max_running: u32,
+        max_queued: u32,
+        policy: AdmissionPolicy,
+        concurrency_threshold: f64,
+        seed: u64,
+        now_ms: u64,
+    ) -> Self {
         Self::new(ManagerSpec::legacy(max_running, max_queued), policy, concurrency_threshold, seed, now_ms)
     }
 
@@ -52,7 +59,10 @@ impl ResourceGroupManager {
     pub fn submit(&mut self, query_id: &str, group_id: &str, priority: i32, now_ms: u64) -> SubmitOutcome {
         self.advance_cpu_clock(now_ms);
         if let Some(entry) = self.tree.queries.get(query_id) {
-            return SubmitOutcome::Invalid(format!("query {query_id} is already in {}", self.tree.group(entry.group).id));
+            return SubmitOutcome::Invalid(format!(
+                "query {query_id} is already in {}",
+                self.tree.group(entry.group).id
+            ));
         }
         if self.tree.queries.len() >= QUERIES_MAX {
             return SubmitOutcome::QueueFull(format!("Too many queries held by resource groups ({QUERIES_MAX})"));
@@ -143,7 +153,9 @@ impl ResourceGroupManager {
     pub fn per_query_limits(&self, group_id: &str) -> PerQueryLimits {
         match self.tree.by_id.get(group_id) {
             Some(&group) => self.tree.group(group).config.per_query_limits,
-            None => self.resolve_spec_path(group_id).map(|path| self.spec_at(&path).per_query_limits).unwrap_or_default(),
+            None => {
+                self.resolve_spec_path(group_id).map(|path| self.spec_at(&path).per_query_limits).unwrap_or_default()
+            }
         }
     }
 
@@ -186,7 +198,12 @@ impl ResourceGroupManager {
         if segments.iter().any(|segment| segment.is_empty()) {
             return Err(format!("Empty segment in resource group id {group_id:?}"));
         }
-        let preferred = self.spec.selectors.iter().find(|selector| selector.group.could_produce(&segments)).map(|selector| &selector.spec_path);
+        let preferred = self
+            .spec
+            .selectors
+            .iter()
+            .find(|selector| selector.group.could_produce(&segments))
+            .map(|selector| &selector.spec_path);
         let mut path: Vec<usize> = Vec::with_capacity(segments.len());
         let mut following = preferred.is_some();
         for depth in 0..segments.len() {
@@ -220,7 +237,9 @@ impl ResourceGroupManager {
                 continue;
             }
             if self.tree.groups.len() >= GROUPS_MAX {
-                return Err(format!("Cannot create resource group {prefix_id}: this coordinator already has {GROUPS_MAX} groups"));
+                return Err(format!(
+                    "Cannot create resource group {prefix_id}: this coordinator already has {GROUPS_MAX} groups"
+                ));
             }
             if let Some(parent) = parent.map(|parent| self.tree.group(parent)) {
                 if !parent.running.is_empty() || !parent.queued.is_empty() {
@@ -231,7 +250,13 @@ impl ResourceGroupManager {
             let parent_policy = parent.map(|parent| self.tree.policy_of(parent));
             let config = GroupConfig::from_spec(spec, parent_policy, self.spec.cpu_quota_period_ms);
             let remote = self.remote_snapshot.get(&prefix_id).copied().unwrap_or_default();
-            let created = self.tree.create_group(parent, segment, (path[..=depth].to_vec(), spec.sub_groups.is_empty(), config), remote, now_ms);
+            let new = NewGroup {
+                spec_path: path[..=depth].to_vec(),
+                is_leaf_spec: spec.sub_groups.is_empty(),
+                config,
+                remote,
+            };
+            let created = self.tree.create_group(parent, segment, new, now_ms);
             parent = Some(created);
         }
         let leaf = parent.expect("ids have at least one segment");
@@ -241,13 +266,16 @@ impl ResourceGroupManager {
 }
 
 fn choose_spec(candidates: &[GroupSpec], segment: &str, hint: Option<usize>, prefix: &str) -> Result<usize, String> {
-    if let Some(index) = hint.filter(|index| candidates.get(*index).is_some_and(|spec| spec.name.could_produce(segment))) {
+    if let Some(index) =
+        hint.filter(|index| candidates.get(*index).is_some_and(|spec| spec.name.could_produce(segment)))
+    {
         return Ok(index);
     }
     if let Some(index) = candidates.iter().position(|spec| spec.name.is_static() && spec.name.as_str() == segment) {
         return Ok(index);
     }
-    let fitting: Vec<usize> = (0..candidates.len()).filter(|index| candidates[*index].name.could_produce(segment)).collect();
+    let fitting: Vec<usize> =
+        (0..candidates.len()).filter(|index| candidates[*index].name.could_produce(segment)).collect();
     match fitting.as_slice() {
         [index] => Ok(*index),
         [] => Err(format!("No resource group configuration matches {prefix}")),
@@ -259,5 +287,7 @@ fn choose_spec(candidates: &[GroupSpec], segment: &str, hint: Option<usize>, pre
 }
 
 fn has_cpu_limits(groups: &[GroupSpec]) -> bool {
-    groups.iter().any(|group| group.hard_cpu_limit_ms.is_some() || group.soft_cpu_limit_ms.is_some() || has_cpu_limits(&group.sub_groups))
+    groups.iter().any(|group| {
+        group.hard_cpu_limit_ms.is_some() || group.soft_cpu_limit_ms.is_some() || has_cpu_limits(&group.sub_groups)
+    })
 }

@@ -28,6 +28,25 @@
 //! group and all its ancestors. At threshold 0 every start needs a fresh poll; if the RMs are
 //! down, gated groups keep their queries queued rather than over-admit.
 //!
+//! # Where this differs from Presto's code (each on purpose)
+//! - A group is in its parent's eligible set exactly when it can start a query. Presto leaves a
+//!   blocked group that still has queued queries in the set, which can end a scheduling pass
+//!   early; the documented invariant ("must return true when internalStartNext is called") is
+//!   kept here instead.
+//! - `query_priority` is strict across nested groups: a group ranks by the best priority queued
+//!   anywhere below it (Presto ranks groups that have sub-groups at priority 0).
+//! - `weighted` draws queued queries by lottery on `query_priority`, as documented (Presto's
+//!   tiered queue ends up polling them in hash order). Its soft-limit rule uses two tiers
+//!   instead of `Integer.MAX_VALUE × weight` tickets: the same outcome except with
+//!   probability below 1e-9. As in Presto, the soft limit matters only under `weighted`.
+//! - `weighted_fair` reads running counts when it picks, not when the group was enqueued.
+//! - `submit` refuses a query that would push a queue past `maxQueued`; Presto queues it
+//!   anyway when the group could run but its leaf still has a queue.
+//! - The cpu-penalised limit never exceeds the configured hard limit (Presto's "at least one"
+//!   could exceed a limit of 0). A `.` in a variable's value becomes `_` (ids are dotted).
+//! - Configuration mistakes Presto reports at a group's first query (a selector naming no
+//!   group, a policy contradicting a `query_priority` parent) are load errors here.
+//!
 //! # Purity
 //! No I/O, no clock, no threads: `now_ms` is an argument, randomness comes only from the seed
 //! given to [`ResourceGroupManager::new`], and all state lives in ordered maps, so the same

@@ -162,9 +162,20 @@ impl ManagerSpec {
 
 const MANAGER_FIELDS: &[&str] = &["rootGroups", "selectors", "cpuQuotaPeriod"];
 const GROUP_FIELDS: &[&str] = &[
-    "name", "maxQueued", "hardConcurrencyLimit", "maxRunning", "softConcurrencyLimit", "softMemoryLimit",
-    "schedulingPolicy", "schedulingWeight", "jmxExport", "perQueryLimits", "workersPerQueryLimit", "softCpuLimit",
-    "hardCpuLimit", "subGroups",
+    "name",
+    "maxQueued",
+    "hardConcurrencyLimit",
+    "maxRunning",
+    "softConcurrencyLimit",
+    "softMemoryLimit",
+    "schedulingPolicy",
+    "schedulingWeight",
+    "jmxExport",
+    "perQueryLimits",
+    "workersPerQueryLimit",
+    "softCpuLimit",
+    "hardCpuLimit",
+    "subGroups",
 ];
 const GROUP_HINTS: &[&str] = &["queuedTimeLimit", "runningTimeLimit", "workerPerQueryLimit", "targetRunning"];
 const LIMIT_FIELDS: &[&str] = &["executionTimeLimit", "totalMemoryLimit", "cpuTimeLimit"];
@@ -221,7 +232,10 @@ fn parse_group(
     let max_queued = object.required("maxQueued", object.count("maxQueued")?)?;
     let hard_concurrency_limit = match (object.count("hardConcurrencyLimit")?, object.count("maxRunning")?) {
         (Some(_), Some(_)) => {
-            return Err(format!("{}: set hardConcurrencyLimit or its old name maxRunning, not both", object.path_of("maxRunning")))
+            return Err(format!(
+                "{}: set hardConcurrencyLimit or its old name maxRunning, not both",
+                object.path_of("maxRunning")
+            ))
         }
         (hard, legacy) => object.required("hardConcurrencyLimit", hard.or(legacy))?,
     };
@@ -233,10 +247,13 @@ fn parse_group(
         ));
     }
     let memory_text = object.required("softMemoryLimit", object.string("softMemoryLimit")?)?;
-    let soft_memory_limit = parse_memory_limit(memory_text).map_err(|error| format!("{}: {error}", object.path_of("softMemoryLimit")))?;
+    let soft_memory_limit =
+        parse_memory_limit(memory_text).map_err(|error| format!("{}: {error}", object.path_of("softMemoryLimit")))?;
     let scheduling_policy = parse_policy(&object, parent_policy)?;
     let scheduling_weight = match object.int("schedulingWeight")? {
-        Some(weight) if weight <= 0 => return Err(format!("{}: {weight} must be above 0", object.path_of("schedulingWeight"))),
+        Some(weight) if weight <= 0 => {
+            return Err(format!("{}: {weight} must be above 0", object.path_of("schedulingWeight")))
+        }
         weight => weight.map(|weight| weight as u32),
     };
     let (soft_cpu_limit_ms, hard_cpu_limit_ms) = parse_cpu_limits(&object, cpu_quota_period_ms)?;
@@ -251,7 +268,8 @@ fn parse_group(
             }
         }
     };
-    let effective_policy = scheduling_policy.or(parent_policy.filter(|policy| *policy == SchedulingPolicy::QueryPriority));
+    let effective_policy =
+        scheduling_policy.or(parent_policy.filter(|policy| *policy == SchedulingPolicy::QueryPriority));
     let mut sub_groups = Vec::new();
     for (index, child) in object.array("subGroups")?.into_iter().flatten().enumerate() {
         let child_path = format!("{path}.subGroups[{index}]");
@@ -292,7 +310,10 @@ fn parse_memory_limit(text: &str) -> Result<MemoryLimit, String> {
 fn parse_policy(object: &Object, parent_policy: Option<SchedulingPolicy>) -> Result<Option<SchedulingPolicy>, String> {
     let Some(text) = object.string("schedulingPolicy")? else { return Ok(None) };
     let policy = SchedulingPolicy::parse(text).ok_or_else(|| {
-        format!("{}: unknown policy {text:?} (use fair, weighted, weighted_fair or query_priority)", object.path_of("schedulingPolicy"))
+        format!(
+            "{}: unknown policy {text:?} (use fair, weighted, weighted_fair or query_priority)",
+            object.path_of("schedulingPolicy")
+        )
     })?;
     // Presto forces the sub-groups of a query_priority group to query_priority and throws when
     // one is configured otherwise (at the group's first query); here it is a load error.
@@ -346,7 +367,9 @@ fn parse_selector(value: &Value, path: &str, root_groups: &[GroupSpec]) -> Resul
     for (index, tag) in object.array("clientTags")?.into_iter().flatten().enumerate() {
         match tag {
             Value::String(tag) => client_tags.push(tag.clone()),
-            other => return Err(format!("{}[{index}]: expected a string, found {other}", object.path_of("clientTags"))),
+            other => {
+                return Err(format!("{}[{index}]: expected a string, found {other}", object.path_of("clientTags")))
+            }
         }
     }
     let group_path = object.path_of("group");
@@ -362,7 +385,11 @@ fn parse_selector(value: &Value, path: &str, root_groups: &[GroupSpec]) -> Resul
     Ok(SelectorSpec { user, source, query_type, client_tags, group, spec_path })
 }
 
-fn parse_selector_regex(object: &Object, key: &str, variables: &mut Vec<String>) -> Result<Option<SelectorRegex>, String> {
+fn parse_selector_regex(
+    object: &Object,
+    key: &str,
+    variables: &mut Vec<String>,
+) -> Result<Option<SelectorRegex>, String> {
     let Some(pattern) = object.string(key)? else { return Ok(None) };
     let bad = |error: regex::Error| format!("{}: bad regex {pattern:?}: {error}", object.path_of(key));
     let full = Regex::new(&format!(r"\A(?:{pattern})\z")).map_err(bad)?;
@@ -403,8 +430,16 @@ fn resolve_static_path(group: &IdTemplate, root_groups: &[GroupSpec]) -> Result<
     let mut last: Option<&GroupSpec> = None;
     for segment in &group.segments {
         let Some(index) = candidates.iter().position(|spec| spec.name == *segment) else {
-            let under = if walked.is_empty() { "among the root groups".to_string() } else { format!("under {}", walked.join(".")) };
-            return Err(format!("{:?} names no configured group: no group {:?} {under}", group.to_dotted(), segment.as_str()));
+            let under = if walked.is_empty() {
+                "among the root groups".to_string()
+            } else {
+                format!("under {}", walked.join("."))
+            };
+            return Err(format!(
+                "{:?} names no configured group: no group {:?} {under}",
+                group.to_dotted(),
+                segment.as_str()
+            ));
         };
         path.push(index);
         walked.push(segment.as_str());
@@ -412,10 +447,9 @@ fn resolve_static_path(group: &IdTemplate, root_groups: &[GroupSpec]) -> Result<
         candidates = &candidates[index].sub_groups;
     }
     match last {
-        Some(spec) if !spec.sub_groups.is_empty() => Err(format!(
-            "{:?} has sub-groups; a selector must name a leaf group, where queries run",
-            group.to_dotted()
-        )),
+        Some(spec) if !spec.sub_groups.is_empty() => {
+            Err(format!("{:?} has sub-groups; a selector must name a leaf group, where queries run", group.to_dotted()))
+        }
         Some(_) => Ok(path),
         None => Err("is empty".to_string()),
     }

@@ -10,10 +10,10 @@
 
 use std::collections::BTreeMap;
 
-use super::group::{EligibleSet, Group, GroupConfig, GroupIndex, QueryQueue, RemoteCounts};
+use super::group::{EligibleSet, Group, GroupIndex, NewGroup, QueryQueue, RemoteCounts};
 use super::queues::Rng;
+use super::spec::SchedulingPolicy;
 use super::{AdmissionPolicy, SubmitOutcome};
-use crate::resource_groups::spec::SchedulingPolicy;
 
 #[derive(Clone, Debug)]
 pub(crate) struct QueryEntry {
@@ -40,7 +40,10 @@ pub(crate) struct GroupTree {
 
 impl GroupTree {
     pub(crate) fn new(policy: AdmissionPolicy, concurrency_threshold: f64, seed: u64) -> Self {
-        assert!((0.0..=1.0).contains(&concurrency_threshold), "concurrency threshold {concurrency_threshold} is not in [0, 1]");
+        assert!(
+            (0.0..=1.0).contains(&concurrency_threshold),
+            "concurrency threshold {concurrency_threshold} is not in [0, 1]"
+        );
         GroupTree {
             groups: Vec::new(),
             by_id: BTreeMap::new(),
@@ -72,18 +75,21 @@ impl GroupTree {
         &mut self,
         parent: Option<GroupIndex>,
         name: &str,
-        spec: (Vec<usize>, bool, GroupConfig),
-        remote: RemoteCounts,
+        new: NewGroup,
         now_ms: u64,
     ) -> GroupIndex {
-        let (spec_path, is_leaf_spec, config) = spec;
+        let NewGroup { spec_path, is_leaf_spec, config, remote } = new;
         let id = match parent {
             Some(parent) => format!("{}.{name}", self.group(parent).id),
             None => name.to_string(),
         };
         if let Some(parent) = parent {
             let parent = self.group(parent);
-            assert!(parent.running.is_empty() && parent.queued.is_empty(), "cannot add a sub-group to {} while it holds queries", parent.id);
+            assert!(
+                parent.running.is_empty() && parent.queued.is_empty(),
+                "cannot add a sub-group to {} while it holds queries",
+                parent.id
+            );
         }
         let index = GroupIndex::try_from(self.groups.len()).expect("group count is capped far below u32::MAX");
         self.groups.push(Group {

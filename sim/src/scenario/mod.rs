@@ -228,6 +228,10 @@ pub struct Expect {
     /// Queue-bound violations (a group holding more queued than its maxQueued) allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_violations: Option<u32>,
+    /// After `duration`, no new queries arrive and the run goes on (at most this long) until every
+    /// open query has ended; only what is still open then counts as lost. Default 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle: Option<Duration>,
 }
 
 /// A scenario with where it came from (to resolve relative paths and name errors).

@@ -27,7 +27,10 @@ fn every_ancestor_limits_running_and_queueing() {
     assert_eq!(submit(&mut manager, "b1", "root.b", 0), SubmitOutcome::Started);
     assert_eq!(submit(&mut manager, "b2", "root.b", 0), SubmitOutcome::Queued, "the root is full");
     assert_eq!(submit(&mut manager, "a3", "root.a", 0), SubmitOutcome::Queued);
-    assert_eq!(submit(&mut manager, "a4", "root.a", 0), SubmitOutcome::QueueFull("Too many queued queries for \"root.a\"".into()));
+    assert_eq!(
+        submit(&mut manager, "a4", "root.a", 0),
+        SubmitOutcome::QueueFull("Too many queued queries for \"root.a\"".into())
+    );
     assert_eq!((running(&manager, "root"), queued(&manager, "root")), (3, 2));
     assert!(manager.remove("b2"), "a queued query can be removed");
     assert!(!manager.remove("b2"));
@@ -45,7 +48,10 @@ fn remote_counts_merge_into_every_check() {
     manager.refresh(&remote, 0);
     assert_eq!(submit(&mut manager, "a1", "root.a", 1), SubmitOutcome::Started);
     assert_eq!(submit(&mut manager, "a2", "root.a", 1), SubmitOutcome::Queued, "1 local + 2 remote fill the root");
-    assert!(matches!(submit(&mut manager, "a3", "root.a", 1), SubmitOutcome::QueueFull(_)), "1 local + 1 remote queued fill the root queue");
+    assert!(
+        matches!(submit(&mut manager, "a3", "root.a", 1), SubmitOutcome::QueueFull(_)),
+        "1 local + 1 remote queued fill the root queue"
+    );
     let info = manager.group_info("root", true).unwrap();
     assert_eq!((info["numRunningQueries"].clone(), info["numQueuedQueries"].clone()), (json!(3), json!(2)));
     assert_eq!(info["state"], "FULL");
@@ -130,7 +136,11 @@ fn the_gate_allows_one_start_per_fresh_refresh() {
     assert_eq!(submit(&mut manager, "a1", "root.a", 0), SubmitOutcome::Queued, "no refresh yet: wait");
     assert_eq!(submit(&mut manager, "b1", "root.b", 0), SubmitOutcome::Queued);
     manager.refresh(&[], 5);
-    assert_eq!(manager.start_eligible(5).len(), 1, "the start stamps the root, which then waits though root.b's stamp is older");
+    assert_eq!(
+        manager.start_eligible(5).len(),
+        1,
+        "the start stamps the root, which then waits though root.b's stamp is older"
+    );
     manager.refresh(&[], 5);
     assert!(manager.start_eligible(5).is_empty(), "a refresh in the same millisecond as the start is not fresher");
     manager.refresh(&[], 6);
@@ -183,10 +193,16 @@ fn templates_create_groups_up_to_the_cap() {
     let last = select(&manager, "one-too-many");
     assert_eq!(
         manager.submit("last", &last, 1, 0),
-        SubmitOutcome::Invalid(format!("Cannot create resource group root.one-too-many: this coordinator already has {GROUPS_MAX} groups"))
+        SubmitOutcome::Invalid(format!(
+            "Cannot create resource group root.one-too-many: this coordinator already has {GROUPS_MAX} groups"
+        ))
     );
-    assert!(matches!(manager.submit("q0", "root.u0", 1, 0), SubmitOutcome::Invalid(message) if message.contains("already in root.u0")));
-    assert!(matches!(manager.submit("x", "nowhere", 1, 0), SubmitOutcome::Invalid(message) if message.contains("No resource group configuration matches nowhere")));
+    assert!(
+        matches!(manager.submit("q0", "root.u0", 1, 0), SubmitOutcome::Invalid(message) if message.contains("already in root.u0"))
+    );
+    assert!(
+        matches!(manager.submit("x", "nowhere", 1, 0), SubmitOutcome::Invalid(message) if message.contains("No resource group configuration matches nowhere"))
+    );
     manager.check_invariants().unwrap();
 }
 
@@ -197,7 +213,10 @@ fn legacy_manager_is_one_global_group() {
     assert_eq!(group_id, "global");
     assert_eq!(submit(&mut manager, "q1", &group_id, 0), SubmitOutcome::Started);
     assert_eq!(submit(&mut manager, "q2", &group_id, 0), SubmitOutcome::Queued);
-    assert_eq!(submit(&mut manager, "q3", &group_id, 0), SubmitOutcome::QueueFull("Too many queued queries for \"global\"".into()));
+    assert_eq!(
+        submit(&mut manager, "q3", &group_id, 0),
+        SubmitOutcome::QueueFull("Too many queued queries for \"global\"".into())
+    );
     assert_eq!(manager.hard_concurrency_limit("global"), Some(1));
 }
 
@@ -215,7 +234,10 @@ fn reports_presto_group_info_and_local_counts() {
     assert_eq!(info["schedulingPolicy"], "FAIR");
     assert_eq!(info["softMemoryLimit"], "1TB");
     assert_eq!(info["memoryUsage"], "3GB");
-    assert_eq!((info["hardConcurrencyLimit"].clone(), info["softConcurrencyLimit"].clone(), info["maxQueuedQueries"].clone()), (json!(3), json!(3), json!(2)));
+    assert_eq!(
+        (info["hardConcurrencyLimit"].clone(), info["softConcurrencyLimit"].clone(), info["maxQueuedQueries"].clone()),
+        (json!(3), json!(3), json!(2))
+    );
     assert_eq!((info["numRunningQueries"].clone(), info["numQueuedQueries"].clone()), (json!(3), json!(1)));
     assert_eq!(info["subGroups"].as_array().unwrap().len(), 2);
     assert_eq!(info["subGroups"][0]["id"], json!(["root", "a"]));
@@ -225,9 +247,30 @@ fn reports_presto_group_info_and_local_counts() {
     assert_eq!(
         local,
         vec![
-            GroupCounts { group: "root".into(), running: 0, queued: 0, descendant_running: 3, descendant_queued: 1, memory_bytes: 3 << 30 },
-            GroupCounts { group: "root.a".into(), running: 3, queued: 0, descendant_running: 0, descendant_queued: 0, memory_bytes: 3 << 30 },
-            GroupCounts { group: "root.b".into(), running: 0, queued: 1, descendant_running: 0, descendant_queued: 0, memory_bytes: 0 },
+            GroupCounts {
+                group: "root".into(),
+                running: 0,
+                queued: 0,
+                descendant_running: 3,
+                descendant_queued: 1,
+                memory_bytes: 3 << 30
+            },
+            GroupCounts {
+                group: "root.a".into(),
+                running: 3,
+                queued: 0,
+                descendant_running: 0,
+                descendant_queued: 0,
+                memory_bytes: 3 << 30
+            },
+            GroupCounts {
+                group: "root.b".into(),
+                running: 0,
+                queued: 1,
+                descendant_running: 0,
+                descendant_queued: 0,
+                memory_bytes: 0
+            },
         ]
     );
     assert_eq!(manager.per_query_limits("root.a"), Default::default());

@@ -48,7 +48,8 @@ const PRESTO_EXAMPLE: &str = r#"{
 }"#;
 
 fn manager() -> ResourceGroupManager {
-    let spec = parse_resource_groups(PRESTO_EXAMPLE, "resources-groups-example.json").unwrap_or_else(|error| panic!("{error}"));
+    let spec = parse_resource_groups(PRESTO_EXAMPLE, "resources-groups-example.json")
+        .unwrap_or_else(|error| panic!("{error}"));
     let mut manager = ResourceGroupManager::new(spec, AdmissionPolicy::Presto, 1.0, 7, 0);
     manager.set_cluster_memory_bytes(100 << 30);
     manager
@@ -69,15 +70,25 @@ fn documented_selections() {
     let select = |context: SelectionContext| manager.select(&context).unwrap();
     // "The first selector matches queries from bob and places them in the admin group."
     assert_eq!(select(context("bob", None, &[], None)), "admin");
-    assert_eq!(select(context("bob", Some("nightly-pipeline"), &[], Some(QueryType::DataDefinition))), "admin", "first match wins");
+    assert_eq!(
+        select(context("bob", Some("nightly-pipeline"), &[], Some(QueryType::DataDefinition))),
+        "admin",
+        "first match wins"
+    );
     // DDL from a source that includes "pipeline".
     let ddl = context("alice", Some("nightly-pipeline-2"), &[], Some(QueryType::DataDefinition));
     assert_eq!(select(ddl), "global.data_definition");
     // Other queries from a pipeline source: a per-user group under global.pipeline.
-    assert_eq!(select(context("alice", Some("pipeline"), &[], Some(QueryType::Select))), "global.pipeline.pipeline_alice");
+    assert_eq!(
+        select(context("alice", Some("pipeline"), &[], Some(QueryType::Select))),
+        "global.pipeline.pipeline_alice"
+    );
     // "a query with a source jdbc#powerfulbi, user kayla, and client tags hipri and fast" (the
     // docs' prose says global.pipeline.bi-...; the example file puts bi-${toolname} under adhoc).
-    assert_eq!(select(context("kayla", Some("jdbc#powerfulbi"), &["hipri", "fast"], None)), "global.adhoc.bi-powerfulbi.kayla");
+    assert_eq!(
+        select(context("kayla", Some("jdbc#powerfulbi"), &["hipri", "fast"], None)),
+        "global.adhoc.bi-powerfulbi.kayla"
+    );
     // Without the hipri tag, the catch-all per-user adhoc group.
     assert_eq!(select(context("kayla", Some("jdbc#powerfulbi"), &["fast"], None)), "global.adhoc.other.kayla");
     assert_eq!(select(context("carol", None, &[], Some(QueryType::Insert))), "global.adhoc.other.carol");
@@ -117,6 +128,8 @@ fn documented_policy_holds_when_queries_arrive() {
     assert_eq!(manager.hard_concurrency_limit("global.pipeline.pipeline_zed"), Some(5), "resolved without creating it");
     assert_eq!(manager.hard_concurrency_limit("nowhere"), None);
     // A group with sub-groups takes no queries.
-    assert!(matches!(manager.submit("q9", "global.adhoc", 1, 2), SubmitOutcome::Invalid(message) if message == "Cannot add queries to global.adhoc. It is not a leaf group."));
+    assert!(
+        matches!(manager.submit("q9", "global.adhoc", 1, 2), SubmitOutcome::Invalid(message) if message == "Cannot add queries to global.adhoc. It is not a leaf group.")
+    );
     manager.check_invariants().unwrap();
 }

@@ -13,7 +13,8 @@ use super::{parse_resource_groups, AdmissionPolicy, ResourceGroupManager, Submit
 
 /// A group's JSON with the required fields; `extra` is merged in.
 pub(super) fn group(name: &str, hard: u32, max_queued: u32, extra: Value) -> Value {
-    let mut value = json!({ "name": name, "hardConcurrencyLimit": hard, "maxQueued": max_queued, "softMemoryLimit": "100%" });
+    let mut value =
+        json!({ "name": name, "hardConcurrencyLimit": hard, "maxQueued": max_queued, "softMemoryLimit": "100%" });
     if let (Value::Object(target), Value::Object(source)) = (&mut value, extra) {
         target.extend(source);
     }

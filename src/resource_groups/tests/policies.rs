@@ -67,7 +67,9 @@ fn query_priority_is_strict_across_nested_groups_and_fifo_within_a_leaf() {
     let text = document(vec![root], &["root.left.x", "root.right.y", "root.right.z"]);
     let mut manager = manager_for(&text, AdmissionPolicy::Presto, 1.0);
     assert_eq!(manager.submit("blocker", "root.right.z", 0, 0), SubmitOutcome::Started);
-    for (query, leaf, priority) in [("x1", "x", 1), ("x5a", "x", 5), ("y5", "y", 5), ("y9", "y", 9), ("x5b", "x", 5), ("x1b", "x", 1)] {
+    for (query, leaf, priority) in
+        [("x1", "x", 1), ("x5a", "x", 5), ("y5", "y", 5), ("y9", "y", 9), ("x5b", "x", 5), ("x1b", "x", 1)]
+    {
         let group_id = if leaf == "x" { "root.left.x".to_string() } else { format!("root.right.{leaf}") };
         submit_priority(&mut manager, query, &group_id, priority);
     }
@@ -83,7 +85,10 @@ fn query_priority_is_strict_across_nested_groups_and_fifo_within_a_leaf() {
 
 #[test]
 fn weighted_fair_starts_the_least_running_relative_to_weight() {
-    let leaves = vec![group("a", 100, 100, json!({ "schedulingWeight": 2 })), group("b", 100, 100, json!({ "schedulingWeight": 1 }))];
+    let leaves = vec![
+        group("a", 100, 100, json!({ "schedulingWeight": 2 })),
+        group("b", 100, 100, json!({ "schedulingWeight": 1 })),
+    ];
     let mut manager = manager_for(&tree("weighted_fair", 100, leaves), AdmissionPolicy::Presto, 0.0);
     for index in 0..20 {
         submit_priority(&mut manager, &format!("a{index}"), "root.a", 1);
@@ -102,7 +107,10 @@ fn weighted_fair_starts_the_least_running_relative_to_weight() {
 #[test]
 fn weighted_draws_sub_groups_in_proportion_to_weight_reproducibly() {
     let run = |seed: u64| {
-        let leaves = vec![group("a", 1000, 1000, json!({ "schedulingWeight": 3 })), group("b", 1000, 1000, json!({ "schedulingWeight": 1 }))];
+        let leaves = vec![
+            group("a", 1000, 1000, json!({ "schedulingWeight": 3 })),
+            group("b", 1000, 1000, json!({ "schedulingWeight": 1 })),
+        ];
         let spec = crate::resource_groups::parse_resource_groups(&tree("weighted", 1000, leaves), "x").unwrap();
         let mut manager = ResourceGroupManager::new(spec, AdmissionPolicy::Presto, 0.0, seed, 0);
         manager.set_cluster_memory_bytes(1 << 30);

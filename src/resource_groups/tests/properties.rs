@@ -19,9 +19,23 @@ struct Shape {
 }
 
 fn shape() -> impl Strategy<Value = Shape> {
-    let policy = prop_oneof![Just(None), Just(Some("fair")), Just(Some("weighted")), Just(Some("weighted_fair")), Just(Some("query_priority"))];
-    let leaf = (0..4u32, 0..4u32, proptest::option::of(0..4u32), policy, 1..4u32)
-        .prop_map(|(hard, max_queued, soft, policy, weight)| Shape { hard, max_queued, soft: soft.map(|soft| soft.min(hard)), policy, weight, children: vec![] });
+    let policy = prop_oneof![
+        Just(None),
+        Just(Some("fair")),
+        Just(Some("weighted")),
+        Just(Some("weighted_fair")),
+        Just(Some("query_priority"))
+    ];
+    let leaf = (0..4u32, 0..4u32, proptest::option::of(0..4u32), policy, 1..4u32).prop_map(
+        |(hard, max_queued, soft, policy, weight)| Shape {
+            hard,
+            max_queued,
+            soft: soft.map(|soft| soft.min(hard)),
+            policy,
+            weight,
+            children: vec![],
+        },
+    );
     leaf.prop_recursive(2, 12, 3, |inner| {
         (inner.clone(), proptest::collection::vec(inner, 1..4)).prop_map(|(mut node, children)| {
             node.children = children;
@@ -31,7 +45,13 @@ fn shape() -> impl Strategy<Value = Shape> {
 }
 
 /// The shape as JSON (sub-groups of a query_priority group drop any other policy) plus leaf ids.
-fn to_json(shape: &Shape, name: &str, parent_id: Option<&str>, parent_is_priority: bool, leaves: &mut Vec<String>) -> Value {
+fn to_json(
+    shape: &Shape,
+    name: &str,
+    parent_id: Option<&str>,
+    parent_is_priority: bool,
+    leaves: &mut Vec<String>,
+) -> Value {
     let id = parent_id.map_or(name.to_string(), |parent| format!("{parent}.{name}"));
     let policy = shape.policy.filter(|policy| !parent_is_priority || *policy == "query_priority");
     let mut value = group(name, shape.hard, shape.max_queued, json!({ "schedulingWeight": shape.weight }));
@@ -45,8 +65,12 @@ fn to_json(shape: &Shape, name: &str, parent_id: Option<&str>, parent_is_priorit
         leaves.push(id);
     } else {
         let is_priority = parent_is_priority || policy == Some("query_priority");
-        let children: Vec<Value> =
-            shape.children.iter().enumerate().map(|(index, child)| to_json(child, &format!("g{index}"), Some(&id), is_priority, leaves)).collect();
+        let children: Vec<Value> = shape
+            .children
+            .iter()
+            .enumerate()
+            .map(|(index, child)| to_json(child, &format!("g{index}"), Some(&id), is_priority, leaves))
+            .collect();
         value["subGroups"] = Value::Array(children);
     }
     value
@@ -88,7 +112,15 @@ impl Run {
         let root = to_json(shape, "root", None, false, &mut leaves);
         let text = document(vec![root], &leaves.iter().map(String::as_str).collect::<Vec<_>>());
         let manager = manager_for(&text, policy, threshold);
-        Run { manager, leaves, live: Vec::new(), next_query: 0, now_ms: 0, last_start: BTreeMap::new(), refreshes: Vec::new() }
+        Run {
+            manager,
+            leaves,
+            live: Vec::new(),
+            next_query: 0,
+            now_ms: 0,
+            last_start: BTreeMap::new(),
+            refreshes: Vec::new(),
+        }
     }
 
     /// Applies one op; returns the starts it caused as `(query, group)`.
@@ -104,7 +136,9 @@ impl Run {
                         return vec![(query_id, group_id)];
                     }
                     SubmitOutcome::Queued => self.live.push(query_id),
-                    SubmitOutcome::QueueFull(message) => assert_eq!(message, format!("Too many queued queries for \"{group_id}\"")),
+                    SubmitOutcome::QueueFull(message) => {
+                        assert_eq!(message, format!("Too many queued queries for \"{group_id}\""))
+                    }
                     SubmitOutcome::Invalid(message) => panic!("{message}"),
                 }
             }
@@ -127,9 +161,18 @@ impl Run {
         self.manager.check_invariants().unwrap();
         let mut live = self.live.clone();
         live.sort();
-        assert_eq!(live, self.manager.tree.queries.keys().cloned().collect::<Vec<_>>(), "every live query is in exactly one group");
+        assert_eq!(
+            live,
+            self.manager.tree.queries.keys().cloned().collect::<Vec<_>>(),
+            "every live query is in exactly one group"
+        );
         for group in &self.manager.tree.groups {
-            assert!(group.local_running() <= group.config.hard_concurrency_limit, "{} runs {}", group.id, group.local_running());
+            assert!(
+                group.local_running() <= group.config.hard_concurrency_limit,
+                "{} runs {}",
+                group.id,
+                group.local_running()
+            );
             assert!(group.local_queued() <= group.config.max_queued, "{} queues {}", group.id, group.local_queued());
         }
     }
@@ -291,7 +334,11 @@ fn single_slot_root(policy: &str, mut leaves: Vec<Value>) -> ResourceGroupManage
     root["subGroups"] = Value::Array(leaves);
     let mut ids = Vec::new();
     collect_leaf_ids(&root, "", &mut ids);
-    let mut manager = manager_for(&document(vec![root], &ids.iter().map(String::as_str).collect::<Vec<_>>()), AdmissionPolicy::Presto, 1.0);
+    let mut manager = manager_for(
+        &document(vec![root], &ids.iter().map(String::as_str).collect::<Vec<_>>()),
+        AdmissionPolicy::Presto,
+        1.0,
+    );
     assert_eq!(manager.submit("blocker", "root.blocker", 0, 0), SubmitOutcome::Started);
     manager
 }
@@ -303,7 +350,11 @@ fn gated_root(policy: &str, leaves: Vec<Value>) -> ResourceGroupManager {
     root["subGroups"] = Value::Array(leaves);
     let mut ids = Vec::new();
     collect_leaf_ids(&root, "", &mut ids);
-    manager_for(&document(vec![root], &ids.iter().map(String::as_str).collect::<Vec<_>>()), AdmissionPolicy::Presto, 0.0)
+    manager_for(
+        &document(vec![root], &ids.iter().map(String::as_str).collect::<Vec<_>>()),
+        AdmissionPolicy::Presto,
+        0.0,
+    )
 }
 
 fn collect_leaf_ids(value: &Value, parent: &str, ids: &mut Vec<String>) {

@@ -3,14 +3,14 @@
 //! returns results, and tells every RM about its queries.
 //!
 //! Layout:
-//! - [`admission`]: the pure admission decision (cluster-wide limit + Presto's freshness gate);
+//! - admission is [`crate::resource_groups::ResourceGroupManager`] (pure): Presto's resource
+//!   groups merged with the RM's counts of every other coordinator, and the freshness gate;
 //! - [`query`]: one query's lifecycle and result pages (pure);
 //! - [`scheduler`]: which workers get a query's tasks (pure);
 //! - [`execution`]: the async driver that runs a started query's tasks on workers;
 //! - [`rm_sync`]: batched query heartbeats to every RM and polling one RM for the cluster view;
 //! - [`statement_api`]: the HTTP handlers of the client protocol.
 
-pub mod admission;
 mod execution;
 pub mod query;
 mod rm_sync;
@@ -21,12 +21,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use admission::{Admission, RemoteCounts, SubmitOutcome, ROOT_GROUP};
 use query::{NewQuery, Query};
 
 use crate::config::NodeConfig;
 use crate::discovery::announcer::ResourceManagers;
-use crate::protocol::errors::{QUERY_QUEUE_FULL, USER_CANCELED};
+use crate::protocol::errors::{self, QUERY_QUEUE_FULL, USER_CANCELED};
+use crate::resource_groups::{AdmissionPolicy, ResourceGroupManager, SelectionContext, SubmitOutcome};
 use crate::protocol::{QueryFailure, QueryResults, SessionContext};
 use crate::runtime::http_client::HttpClient;
 use crate::runtime::rng::NodeRng;
@@ -60,7 +60,7 @@ struct Inner {
 
 struct State {
     queries: BTreeMap<String, Query>,
-    admission: Admission,
+    admission: ResourceGroupManager,
     view: Option<ClusterView>,
     next_query_number: u64,
     heartbeat_sequence: u64,
@@ -68,17 +68,28 @@ struct State {
 }
 
 impl Coordinator {
-    pub fn new(config: NodeConfig, clock: Clock, rng: NodeRng, client: HttpClient, resource_managers: ResourceManagers) -> Self {
+    /// Fails when the resource-groups file is invalid: a node never runs on a half-read file.
+    pub fn new(
+        config: NodeConfig,
+        clock: Clock,
+        rng: NodeRng,
+        client: HttpClient,
+        resource_managers: ResourceManagers,
+    ) -> Result<Self, String> {
         let now_ms = clock.now_ms();
-        let mut admission = Admission::new(
-            config.max_concurrent_queries,
-            config.max_queued_queries,
-            config.concurrency_threshold,
-            now_ms,
-        );
-        if config.admission_policy == crate::config::AdmissionPolicyName::Naive {
-            admission = admission.naive();
-        }
+        let policy = match config.admission_policy {
+            crate::config::AdmissionPolicyName::Presto => AdmissionPolicy::Presto,
+            crate::config::AdmissionPolicyName::Naive => AdmissionPolicy::Naive,
+        };
+        let seed = rng.next_u64();
+        let threshold = config.concurrency_threshold;
+        let admission = match &config.resource_groups {
+            Some(source) => {
+                let spec = crate::resource_groups::parse_resource_groups(&source.json, &source.origin)?;
+                ResourceGroupManager::new(spec, policy, threshold, seed, now_ms)
+            }
+            None => ResourceGroupManager::legacy(config.max_concurrent_queries, config.max_queued_queries, policy, threshold, seed, now_ms),
+        };
         let self_uri = config.self_uri();
         let id_suffix = id_suffix(&config.node_id);
         let state = State {
@@ -89,7 +100,7 @@ impl Coordinator {
             heartbeat_sequence: 0,
             schedule_cursor: 0,
         };
-        Coordinator {
+        Ok(Coordinator {
             inner: Arc::new(Inner {
                 config,
                 clock,
@@ -102,7 +113,7 @@ impl Coordinator {
                 heartbeat_due: tokio::sync::Notify::new(),
                 shutting_down: AtomicBool::new(false),
             }),
-        }
+        })
     }
 
     /// Starts the background loops: RM heartbeats, RM polling and housekeeping.
@@ -156,6 +167,14 @@ impl Coordinator {
             Ok(parsed) => (parsed.query_type, parsed.plan, None),
             Err(failure) => (None, crate::sql::Plan::Constant { columns: vec![], row: vec![] }, Some(failure)),
         };
+        let selection = SelectionContext {
+            user: session.user.clone(),
+            source: session.source.clone(),
+            client_tags: session.client_tags.clone(),
+            query_type,
+        };
+        let priority = session.properties.get("query_priority").and_then(|value| value.parse::<i32>().ok()).unwrap_or(1);
+        let selected = state.admission.select(&selection);
         let mut query = Query::new(NewQuery {
             id: query_id.clone(),
             slug,
@@ -163,34 +182,38 @@ impl Coordinator {
             sql,
             query_type,
             plan,
-            group: ROOT_GROUP.to_string(),
+            group: selected.clone().unwrap_or_default(),
             now_ms,
             wall_ms,
-        });
-        sim_hooks::record(|| Event::QueryCreated {
-            query_id: query_id.clone(),
-            coordinator: self.node_id().to_string(),
-            user: query.session.user.clone(),
-            group: query.group.clone(),
-            queue_limits: vec![(query.group.clone(), self.inner.config.max_queued_queries)],
         });
         let refusal = if let Some(failure) = parse_failure {
             Some(failure)
         } else if self.inner.shutting_down.load(Ordering::Relaxed) {
-            Some(QueryFailure::new(crate::protocol::errors::SERVER_SHUTTING_DOWN, "Server is shutting down"))
+            Some(QueryFailure::new(errors::SERVER_SHUTTING_DOWN, "Server is shutting down"))
         } else if state.queries.len() >= QUERIES_HELD_MAX {
             Some(QueryFailure::new(QUERY_QUEUE_FULL, format!("Too many queries held by this coordinator ({QUERIES_HELD_MAX})")))
+        } else if let Err(message) = &selected {
+            Some(QueryFailure::new(errors::QUERY_REJECTED, message.clone()))
+        } else if let Some(failure) = exceeds_memory_limit(&state.admission, &query) {
+            Some(failure)
         } else {
-            match state.admission.submit(&query_id, now_ms) {
+            match state.admission.submit(&query_id, &query.group, priority, now_ms) {
                 SubmitOutcome::Started => {
-                    self.start_query(&mut query, now_ms);
+                    self.record_created(&state.admission, &query, true);
+                    self.start_query(&mut state.admission, &mut query, now_ms);
                     None
                 }
-                SubmitOutcome::Queued => None,
+                SubmitOutcome::Queued => {
+                    self.record_created(&state.admission, &query, true);
+                    None
+                }
                 SubmitOutcome::QueueFull(message) => Some(QueryFailure::new(QUERY_QUEUE_FULL, message)),
+                SubmitOutcome::Invalid(message) => Some(QueryFailure::new(errors::INVALID_RESOURCE_GROUP, message)),
             }
         };
         if let Some(failure) = refusal {
+            // Refused before admission: the client still got an id, so the oracle hears of it.
+            self.record_created(&state.admission, &query, false);
             query.fail(failure, now_ms);
             self.record_finished(&query);
         }
@@ -201,14 +224,31 @@ impl Coordinator {
         page
     }
 
+    /// Tells the oracle a client got this id. `admitted_to_queue` is false for refusals, which
+    /// never sat in any queue (so they carry no queue bounds).
+    fn record_created(&self, admission: &ResourceGroupManager, query: &Query, admitted_to_queue: bool) {
+        sim_hooks::record(|| Event::QueryCreated {
+            query_id: query.id.clone(),
+            coordinator: self.node_id().to_string(),
+            user: query.session.user.clone(),
+            group: query.group.clone(),
+            queue_limits: if admitted_to_queue {
+                admission.limits_to_root(&query.group).into_iter().map(|(group, _, queued)| (group, queued)).collect()
+            } else {
+                Vec::new()
+            },
+        });
+    }
+
     /// Marks `query` running and hands it to the execution driver. Caller holds the state lock.
-    fn start_query(&self, query: &mut Query, now_ms: u64) {
+    fn start_query(&self, admission: &mut ResourceGroupManager, query: &mut Query, now_ms: u64) {
         query.mark_running(now_ms);
+        admission.set_query_memory_bytes(&query.id, query.memory_bytes);
         sim_hooks::record(|| Event::QueryStarted {
             query_id: query.id.clone(),
             coordinator: self.node_id().to_string(),
             group: query.group.clone(),
-            limits: vec![(query.group.clone(), self.inner.config.max_concurrent_queries)],
+            limits: admission.limits_to_root(&query.group).into_iter().map(|(group, hard, _)| (group, hard)).collect(),
         });
         tracing::info!(query_id = %query.id, "query started");
         // Other coordinators must learn of the start promptly: it is what keeps their view of
@@ -221,11 +261,12 @@ impl Coordinator {
     /// Starts whatever the admission policy now allows.
     fn dispatch(&self) {
         let now_ms = self.now_ms();
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let started = state.admission.start_eligible(now_ms);
-        for query_id in started {
+        for (query_id, _group) in started {
             match state.queries.get_mut(&query_id) {
-                Some(query) => self.start_query(query, now_ms),
+                Some(query) => self.start_query(&mut state.admission, query, now_ms),
                 None => {
                     // Admission and the query map are updated together under one lock.
                     debug_assert!(false, "admitted query {query_id} is not held");
@@ -261,7 +302,10 @@ impl Coordinator {
         query.finish(now_ms);
         tracing::info!(%query_id, rows = query.rows_produced, "query finished");
         self.record_finished(query);
+        let (group, cpu_ms) = (query.group.clone(), query.cpu_ms());
         state.admission.remove(query_id);
+        // CPU quotas are charged for queries that succeed (Presto charges successes and user errors).
+        state.admission.charge_cpu_ms(&group, cpu_ms, now_ms);
         drop(state);
         self.after_query_ended();
     }
@@ -289,22 +333,14 @@ impl Coordinator {
     fn apply_view(&self, mut view: ClusterView, with_nodes: bool) {
         let now_ms = self.now_ms();
         self.inner.resource_managers.learn(&view.resource_managers);
-        let remote = view
-            .groups
-            .iter()
-            .find(|group| group.group == ROOT_GROUP)
-            .map(|group| RemoteCounts {
-                running: group.running + group.descendant_running,
-                queued: group.queued + group.descendant_queued,
-            })
-            .unwrap_or_default();
         let mut state = self.lock();
-        state.admission.refresh(remote, now_ms);
-        if !with_nodes {
-            if let Some(previous) = state.view.take() {
-                view.workers = previous.workers;
-                view.memory = previous.memory;
-            }
+        state.admission.refresh(&view.groups, now_ms);
+        if with_nodes {
+            state.admission.set_cluster_memory_bytes(view.memory.total_bytes);
+            state.admission.set_active_workers(view.workers.len() as u32);
+        } else if let Some(previous) = state.view.take() {
+            view.workers = previous.workers;
+            view.memory = previous.memory;
         }
         state.view = Some(view);
         drop(state);
@@ -322,6 +358,23 @@ impl Coordinator {
             .filter(|query| !query.is_done() && now_ms.saturating_sub(query.last_client_access_ms) > client_timeout_ms)
             .map(|query| (query.id.clone(), query.last_client_access_ms))
             .collect();
+        let overdue: Vec<(String, u64)> = {
+            let state = self.lock();
+            state
+                .queries
+                .values()
+                .filter(|query| !query.is_done())
+                .filter_map(|query| {
+                    let limit_ms = state.admission.per_query_limits(&query.group).execution_time_limit_ms?;
+                    let started_ms = query.started_ms?;
+                    (now_ms.saturating_sub(started_ms) > limit_ms).then(|| (query.id.clone(), limit_ms))
+                })
+                .collect()
+        };
+        for (query_id, limit_ms) in overdue {
+            let message = format!("Query exceeded the maximum execution time limit of {}", crate::config::format_duration(limit_ms));
+            self.fail_query(&query_id, QueryFailure::new(errors::EXCEEDED_TIME_LIMIT, message));
+        }
         for (query_id, last_access_ms) in abandoned {
             let message = format!(
                 "Query {query_id} has not been accessed since {}: currentTime {}",
@@ -359,10 +412,15 @@ impl Coordinator {
         }
     }
 
-    /// Counts for tests and the info endpoint: (running, queued) on this coordinator.
-    pub fn local_counts(&self) -> (u32, u32) {
-        let state = self.lock();
-        (state.admission.local_running(), state.admission.local_queued())
+    /// This coordinator's own per-group counts.
+    pub fn local_counts(&self) -> Vec<crate::wire::GroupCounts> {
+        self.lock().admission.local_counts()
+    }
+
+    /// Presto's `ResourceGroupInfo` for `group_id`: this coordinator's numbers, or merged with the
+    /// RM's view of the others.
+    pub fn resource_group_info(&self, group_id: &str, include_remote: bool) -> Option<serde_json::Value> {
+        self.lock().admission.group_info(group_id, include_remote)
     }
 }
 
@@ -382,6 +440,17 @@ fn id_suffix(node_id: &str) -> String {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     (0..5).map(|index| ALPHABET[((hash >> (index * 5)) & 31) as usize] as char).collect()
+}
+
+/// `perQueryLimits.totalMemoryLimit` is known before the query runs: its tasks say what they take.
+fn exceeds_memory_limit(admission: &ResourceGroupManager, query: &Query) -> Option<QueryFailure> {
+    let limit_bytes = admission.per_query_limits(&query.group).total_memory_limit_bytes?;
+    (query.memory_bytes > limit_bytes).then(|| {
+        QueryFailure::new(
+            errors::EXCEEDED_GLOBAL_MEMORY_LIMIT,
+            format!("Query exceeded distributed user memory limit of {}", crate::config::format_data_size(limit_bytes)),
+        )
+    })
 }
 
 fn unreachable_page(query_id: &str) -> QueryResults {

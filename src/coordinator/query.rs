@@ -274,6 +274,14 @@ impl Query {
         }
     }
 
+    /// CPU the query's tasks spent: a synthetic task is busy for its whole run time.
+    pub fn cpu_ms(&self) -> u64 {
+        match &self.plan {
+            Plan::Synthetic(spec) => spec.run_time_ms.saturating_mul(u64::from(spec.tasks)),
+            Plan::Constant { .. } => 0,
+        }
+    }
+
     pub fn summary(&self) -> QuerySummary {
         QuerySummary {
             query_id: self.id.clone(),

@@ -73,6 +73,19 @@ pub async fn start(config: NodeConfig, clock: Clock) -> Result<RunningNode, Stri
         }
         Role::Coordinator | Role::Worker => {
             let resource_managers = ResourceManagers::new(config.discovery_uris.clone(), rng.clone());
+            // Build the role first: a coordinator with an invalid resource-groups file must not
+            // announce itself before refusing to start.
+            let router = if config.role == Role::Coordinator {
+                let node = Coordinator::new(config.clone(), clock.clone(), rng.clone(), client.clone(), resource_managers.clone())?;
+                background.extend(node.spawn_background());
+                let router = node.router();
+                coordinator = Some(node);
+                router
+            } else {
+                let node = Worker::new(config.clone(), clock.clone(), client.clone(), resource_managers.clone());
+                background.extend(node.spawn_background());
+                node.router()
+            };
             let announcement = Announcement {
                 node_id: config.node_id.clone(),
                 role: config.role,
@@ -82,22 +95,12 @@ pub async fn start(config: NodeConfig, clock: Clock) -> Result<RunningNode, Stri
             background.push(crate::runtime::spawn(run_announcer(
                 client.clone(),
                 clock.clone(),
-                resource_managers.clone(),
+                resource_managers,
                 announcement,
                 config.announce_interval_ms,
                 config.request_timeout_ms,
             )));
-            if config.role == Role::Coordinator {
-                let node = Coordinator::new(config.clone(), clock.clone(), rng.clone(), client.clone(), resource_managers);
-                background.extend(node.spawn_background());
-                let router = node.router();
-                coordinator = Some(node);
-                router
-            } else {
-                let node = Worker::new(config.clone(), clock.clone(), client.clone(), resource_managers);
-                background.extend(node.spawn_background());
-                node.router()
-            }
+            router
         }
     };
     let router = role_router.merge(info_router(&config, clock.clone()));

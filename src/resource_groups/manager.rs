@@ -150,6 +150,27 @@ impl ResourceGroupManager {
         }
     }
 
+    /// The configured `maxQueued` of a group (created here or not), for the oracle.
+    pub fn max_queued(&self, group_id: &str) -> Option<u32> {
+        match self.tree.by_id.get(group_id) {
+            Some(&group) => Some(self.tree.group(group).config.max_queued),
+            None => self.resolve_spec_path(group_id).ok().map(|path| self.spec_at(&path).max_queued),
+        }
+    }
+
+    /// `(group, hardConcurrencyLimit, maxQueued)` for a group and each ancestor, leaf first.
+    pub fn limits_to_root(&self, group_id: &str) -> Vec<(String, u32, u32)> {
+        let mut path = Vec::new();
+        let mut id = Some(group_id);
+        while let Some(current) = id {
+            if let (Some(hard), Some(queued)) = (self.hard_concurrency_limit(current), self.max_queued(current)) {
+                path.push((current.to_string(), hard, queued));
+            }
+            id = current.rsplit_once('.').map(|(parent, _)| parent);
+        }
+        path
+    }
+
     pub fn per_query_limits(&self, group_id: &str) -> PerQueryLimits {
         match self.tree.by_id.get(group_id) {
             Some(&group) => self.tree.group(group).config.per_query_limits,

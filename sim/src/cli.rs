@@ -121,7 +121,13 @@ fn run_command(
                 print!("{}", report::text(&result));
             }
             if !passed {
-                println!("replay: {}", replay_command_line(&loaded.path, seed));
+                let line = format!("replay: {}", replay_command_line(&loaded.path, seed));
+                // Keep stdout pure JSON lines in --json mode.
+                if json {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
             }
         }
     }

@@ -28,6 +28,7 @@ pub fn router(coordinator: Coordinator) -> Router {
         .route("/v1/statement/queued/{query_id}/{token}", get(get_queued).delete(delete_statement))
         .route("/v1/statement/executing/{query_id}/{token}", get(get_executing).delete(delete_statement))
         .route("/v1/query/{query_id}", get(get_query).delete(delete_query))
+        .route("/v1/resourceGroupState/{*group}", get(get_resource_group_state))
         .with_state(coordinator)
 }
 
@@ -189,4 +190,25 @@ async fn get_query(State(coordinator): State<Coordinator>, Path(query_id): Path<
         }
         None => text(StatusCode::GONE, "Query not found"),
     }
+}
+
+/// `GET /v1/resourceGroupState/{segment/segment…}`: Presto's `ResourceGroupInfo`. With
+/// `includeLocalInfoOnly=true` only this coordinator's queries count; otherwise its numbers are
+/// merged with the RM's counts of every other coordinator (its admission view).
+async fn get_resource_group_state(
+    State(coordinator): State<Coordinator>,
+    Path(group): Path<String>,
+    UrlQuery(params): UrlQuery<BTreeMap<String, String>>,
+) -> Response {
+    let group_id = group_id_from_path(&group);
+    let local_only = params.get("includeLocalInfoOnly").is_some_and(|value| value == "true");
+    match coordinator.resource_group_info(&group_id, !local_only) {
+        Some(info) => Json(info).into_response(),
+        None => text(StatusCode::NOT_FOUND, format!("Resource group {group_id} not found")),
+    }
+}
+
+/// `adhoc/bi-tool` (URL-decoded by the router) is the group `adhoc.bi-tool`.
+pub fn group_id_from_path(path: &str) -> String {
+    path.split('/').filter(|segment| !segment.is_empty()).collect::<Vec<_>>().join(".")
 }

@@ -27,20 +27,42 @@ pub struct QueryOutcome {
 pub struct StatementClient {
     http: HttpClient,
     user: String,
+    source: String,
+    /// Sent as `X-Presto-Session` (e.g. `query_priority=5`).
+    session: Vec<(String, String)>,
 }
 
 impl StatementClient {
     /// `name` identifies this client to the simulation's fault filter.
     pub fn new(name: &str, user: &str) -> StatementClient {
-        StatementClient { http: HttpClient::new(name, REQUEST_TIMEOUT_MS, 0), user: user.to_string() }
+        StatementClient {
+            http: HttpClient::new(name, REQUEST_TIMEOUT_MS, 0),
+            user: user.to_string(),
+            source: "fireball-client".into(),
+            session: Vec::new(),
+        }
+    }
+
+    pub fn with_source(mut self, source: &str) -> Self {
+        self.source = source.to_string();
+        self
+    }
+
+    pub fn with_session_property(mut self, name: &str, value: &str) -> Self {
+        self.session.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// Submits `sql` and returns the first page (so callers can learn the query id early).
     pub async fn submit(&self, coordinator_uri: &str, sql: &str) -> Option<Value> {
-        let post = Request::new(Method::POST, format!("{coordinator_uri}/v1/statement"), MessageKind::Client)
+        let mut post = Request::new(Method::POST, format!("{coordinator_uri}/v1/statement"), MessageKind::Client)
             .header("X-Presto-User", self.user.as_str())
-            .header("X-Presto-Source", "fireball-client")
+            .header("X-Presto-Source", self.source.as_str())
             .text(sql);
+        if !self.session.is_empty() {
+            let pairs: Vec<String> = self.session.iter().map(|(name, value)| format!("{name}={value}")).collect();
+            post = post.header("X-Presto-Session", pairs.join(","));
+        }
         self.send_with_retries(post).await
     }
 

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod errors;
 pub mod query_info;
+pub mod resource_group_info;
 pub mod results;
 pub mod session;
 

@@ -91,6 +91,7 @@ impl ResourceManager {
             .route(paths::CLUSTER_VIEW, get(cluster_view))
             .route("/v1/query", get(list_queries))
             .route("/v1/cluster", get(cluster_stats))
+            .route("/v1/resourceGroupState/{*group}", get(resource_group_state))
             .with_state(self.clone())
     }
 
@@ -291,5 +292,31 @@ async fn run_replication(rm: ResourceManager) {
             entries: rm.discovery().snapshot(rm.now_ms()),
         });
         fan_out.send(&rm.inner.client, rm.peers(), batch, timeout_ms);
+    }
+}
+
+/// Cluster-wide `ResourceGroupInfo`: asks every coordinator discovery knows for its local numbers
+/// (`includeLocalInfoOnly=true`, concurrently, each bounded by the request timeout), ignores the
+/// ones that do not know the group or do not answer, and merges the rest.
+async fn resource_group_state(State(rm): State<ResourceManager>, Path(group): Path<String>) -> Response {
+    let coordinators = rm.node_refs(Role::Coordinator);
+    let timeout_ms = rm.inner.config.request_timeout_ms;
+    let mut pending = Vec::new();
+    for coordinator in coordinators {
+        let client = rm.inner.client.clone();
+        let url = format!("{}/v1/resourceGroupState/{}?includeLocalInfoOnly=true", coordinator.uri, group.trim_start_matches('/'));
+        pending.push(crate::runtime::spawn(async move {
+            client.get_json::<serde_json::Value>(&url, MessageKind::Other, timeout_ms).await.ok()
+        }));
+    }
+    let mut infos = Vec::new();
+    for task in pending {
+        if let Ok(Some(info)) = task.await {
+            infos.push(info);
+        }
+    }
+    match crate::protocol::resource_group_info::merge(&infos) {
+        Some(merged) => Json(merged).into_response(),
+        None => (StatusCode::NOT_FOUND, format!("Resource group {} not found on any coordinator", group.replace('/', "."))).into_response(),
     }
 }

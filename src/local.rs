@@ -107,6 +107,25 @@ impl ClusterLayout {
     }
 }
 
+/// The resource-groups file `fireball local` starts with: Presto's usual shape, a root `global`
+/// with one leaf per user, sized from the legacy limits so `--property query.max-concurrent-queries`
+/// keeps its meaning for the whole cluster.
+pub fn default_resource_groups(max_running: u32, max_queued: u32) -> String {
+    let per_user_queued = max_queued.max(1);
+    format!(
+        r#"{{
+  "rootGroups": [{{
+    "name": "global", "softMemoryLimit": "100%", "hardConcurrencyLimit": {max_running}, "maxQueued": {max_queued},
+    "schedulingPolicy": "fair",
+    "subGroups": [
+      {{ "name": "${{USER}}", "softMemoryLimit": "100%", "hardConcurrencyLimit": {max_running}, "maxQueued": {per_user_queued} }}
+    ]
+  }}],
+  "selectors": [{{ "group": "global.${{USER}}" }}]
+}}"#
+    )
+}
+
 /// Loopback ports for `fireball local`: coordinators from `base`, RMs from `base + 100`,
 /// workers from `base + 200`.
 pub fn loopback_address(base_port: u16, role: Role, index: u32) -> (String, u16) {
@@ -134,6 +153,23 @@ mod tests {
         assert_eq!((worker.role, worker.node_id.as_str(), worker.http_port), (Role::Worker, "worker-3", 8282));
         assert_eq!(worker.discovery_uris, vec!["http://127.0.0.1:8180", "http://127.0.0.1:8181"]);
         assert!(ClusterLayout::new(0, 1, 1).validate().is_err());
+    }
+
+    #[test]
+    fn the_default_resource_groups_file_is_valid_and_keeps_the_legacy_limit() {
+        let json = default_resource_groups(4, 50);
+        let spec = crate::resource_groups::parse_resource_groups(&json, "default").unwrap();
+        let manager = crate::resource_groups::ResourceGroupManager::new(
+            spec,
+            crate::resource_groups::AdmissionPolicy::Presto,
+            1.0,
+            1,
+            0,
+        );
+        let context = crate::resource_groups::SelectionContext { user: "alice".into(), ..Default::default() };
+        let group = manager.select(&context).unwrap();
+        assert_eq!(group, "global.alice");
+        assert_eq!(manager.hard_concurrency_limit("global"), Some(4));
     }
 
     #[test]

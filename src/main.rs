@@ -56,6 +56,10 @@ mod production {
             /// Extra property for every node, NAME=VALUE (Presto names); repeatable.
             #[arg(long = "property", value_name = "NAME=VALUE")]
             properties: Vec<String>,
+            /// A Presto resource-groups.json for every coordinator (default: a root `global` limited
+            /// by query.max-concurrent-queries / query.max-queued-queries, one leaf per user).
+            #[arg(long)]
+            resource_groups: Option<PathBuf>,
         },
     }
 
@@ -72,7 +76,7 @@ mod production {
         let result = runtime.block_on(async {
             match cli.command {
                 Command::Server { etc } => run_server(etc).await,
-                Command::Local { resource_managers, coordinators, workers, base_port, properties } => {
+                Command::Local { resource_managers, coordinators, workers, base_port, properties, resource_groups } => {
                     let mut layout = ClusterLayout::new(resource_managers, coordinators, workers);
                     for property in properties {
                         let (name, value) = property
@@ -80,6 +84,17 @@ mod production {
                             .ok_or_else(|| format!("--property {property:?}: expected NAME=VALUE"))?;
                         layout.properties.push((name.trim().to_string(), value.trim().to_string()));
                     }
+                    layout.resource_groups_json = Some(match resource_groups {
+                        Some(path) => std::fs::read_to_string(&path)
+                            .map_err(|error| format!("--resource-groups {}: {error}", path.display()))?,
+                        None => {
+                            // Size the default file from the same legacy properties a user may pass.
+                            // (Ports do not matter for the probe; the real ones are checked in run_local.)
+                            let probe = layout.node_configs(|role, index| loopback_address(8080, role, index))?;
+                            let config = &probe[0];
+                            fireball::local::default_resource_groups(config.max_concurrent_queries, config.max_queued_queries)
+                        }
+                    });
                     run_local(layout, base_port).await
                 }
             }

@@ -46,3 +46,42 @@ fn a_replayed_seed_gives_the_same_trace() {
     assert_eq!(first.trace_jsonl, second.trace_jsonl);
     assert!(!first.faults.is_empty(), "swarm mode drew faults from the seed");
 }
+
+/// Every query must succeed, so any fault that hurts a worker while queries run breaks `[expect]`:
+/// explore must find such a schedule, shrink it, and write a scenario that fails the same way.
+const FRAGILE: &str = r#"
+name = "fragile"
+duration = "60s"
+seed = 3
+[cluster]
+resource_managers = 1
+coordinators = 1
+workers = 2
+worker_memory = "1GB"
+[config]
+"query.remote-task.max-error-duration" = "3s"
+"internal-communication.request-timeout" = "1s"
+[[workload]]
+user = "dave"
+burst = 6
+start = "2s"
+run_time = "40s"
+tasks = 2
+[expect]
+min_finished = 6
+settle = "1m"
+"#;
+
+#[test]
+fn explore_finds_shrinks_and_writes_a_failing_schedule() {
+    let path = std::env::temp_dir().join(format!("fragile-{}.toml", std::process::id()));
+    let loaded = LoadedScenario::parse(FRAGILE, &path).expect("parses");
+    assert!(run(&loaded, 3, None, false).expect("runs").report.violations.is_empty(), "no faults: it passes");
+    let found = fireball_sim::explore::explore(&loaded, 30, 20).expect("explores").expect("some schedule breaks it");
+    assert!(found.faults >= 1 && found.faults <= 2, "shrunk to a minimal schedule: {} faults", found.faults);
+    std::fs::write(&path, &found.scenario_toml).expect("write");
+    let replayed = LoadedScenario::load(&path).expect("the written scenario is valid");
+    let result = run(&replayed, found.seed, None, false).expect("runs");
+    assert!(!result.report.violations.is_empty(), "the written scenario fails the same way:\n{}", found.scenario_toml);
+    let _ = std::fs::remove_file(&path);
+}

@@ -154,7 +154,7 @@ fn replay_command(file: &Path, seed: u64, trace: Option<&Path>) -> Result<bool, 
 
 fn explore_command(file: &Path, seeds: u32, out: Option<PathBuf>) -> Result<bool, String> {
     let loaded = LoadedScenario::load(file)?;
-    match explore::explore(&loaded, seeds)? {
+    match explore::explore(&loaded, seeds, explore::SHRINK_ITERATIONS_DEFAULT)? {
         None => {
             println!("explored {seeds} random fault schedules on {}: no violation", loaded.scenario.name);
             Ok(true)

@@ -16,12 +16,16 @@ pub struct Found {
     pub scenario_toml: String,
 }
 
-/// Tries `cases` random schedules (each run with the scenario's seed).
-pub fn explore(loaded: &LoadedScenario, cases: u32) -> Result<Option<Found>, String> {
+/// Shrinking steps after a failure (each is a full run).
+pub const SHRINK_ITERATIONS_DEFAULT: u32 = 200;
+
+/// Tries `cases` random schedules (each run with the scenario's seed); a failure is shrunk with
+/// at most `shrink_iterations` further runs.
+pub fn explore(loaded: &LoadedScenario, cases: u32, shrink_iterations: u32) -> Result<Option<Found>, String> {
     let scenario = &loaded.scenario;
     let seed = scenario.seed;
     let strategy = proptest::collection::vec(fault_strategy(&scenario.cluster, scenario.duration.0), 1..6);
-    let config = Config { cases, failure_persistence: None, max_shrink_iters: 200, ..Config::default() };
+    let config = Config { cases, failure_persistence: None, max_shrink_iters: shrink_iterations, ..Config::default() };
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes));

@@ -138,7 +138,9 @@ async fn simulate(loaded: LoadedScenario, layout: ClusterLayout, plan: Plan, kee
                 *outcomes.borrow_mut().entry(state).or_insert(0) += 1;
             }
         });
-        if index % progress_every == 0 && std::env::var_os("FIREBALL_SIM_PROGRESS").is_some() {
+        // Long runs (10 simulated minutes or more) report progress by themselves.
+        let show_progress = run_ms >= 600_000 || std::env::var_os("FIREBALL_SIM_PROGRESS").is_some();
+        if index % progress_every == 0 && show_progress {
             eprintln!("  … {}: {index} arrivals at {} s simulated", scenario.name, trace.now_ms() / 1_000);
         }
     }

@@ -376,6 +376,27 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_resource_groups_file_named_in_etc() {
+        let root = std::env::temp_dir().join(format!("fireball-etc-{}", std::process::id()));
+        let etc = root.join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(etc.join("node.properties"), "node.environment=test\n").unwrap();
+        std::fs::write(etc.join("config.properties"), BASE).unwrap();
+        std::fs::write(root.join("groups.json"), "{}").unwrap();
+        std::fs::write(
+            etc.join("resource-groups.properties"),
+            "resource-groups.configuration-manager=file\nresource-groups.config-file=groups.json\n",
+        )
+        .unwrap();
+        let config = NodeConfig::read_etc(&etc).unwrap();
+        assert_eq!(config.resource_groups.unwrap().json, "{}");
+        std::fs::write(etc.join("resource-groups.properties"), "resource-groups.configuration-manager=db\n").unwrap();
+        let error = NodeConfig::read_etc(&etc).unwrap_err();
+        assert!(error.contains("resource-groups.properties:1") && error.contains("db"), "{error}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn refuses_unknown_and_malformed_keys_with_location() {
         let unknown = config(&format!("{BASE}query.max-concurent-queries=5\n")).unwrap_err();
         assert_eq!(unknown, "config.properties:4: unknown configuration property \"query.max-concurent-queries\"");

@@ -380,7 +380,7 @@ mod tests {
         let root = std::env::temp_dir().join(format!("fireball-etc-{}", std::process::id()));
         let etc = root.join("etc");
         std::fs::create_dir_all(&etc).unwrap();
-        std::fs::write(etc.join("node.properties"), "node.environment=test\n").unwrap();
+        std::fs::write(etc.join("node.properties"), "node.id=coordinator-1\n").unwrap();
         std::fs::write(etc.join("config.properties"), BASE).unwrap();
         std::fs::write(root.join("groups.json"), "{}").unwrap();
         std::fs::write(

@@ -215,16 +215,10 @@ impl Timeline {
 
     fn clog_node(&self, name: &str, clog: bool) {
         let id = self.cluster.node(name).id;
-        let mut counts = self.clogged_nodes.borrow_mut();
-        let count = counts.entry(name.to_string()).or_insert(0);
-        if clog {
-            *count += 1;
-            if *count == 1 {
+        if count_holders(&mut self.clogged_nodes.borrow_mut(), name.to_string(), clog) {
+            if clog {
                 NetSim::current().clog_node(id);
-            }
-        } else if *count > 0 {
-            *count -= 1;
-            if *count == 0 {
+            } else {
                 NetSim::current().unclog_node(id);
             }
         }
@@ -232,19 +226,28 @@ impl Timeline {
 
     fn clog_link(&self, from: &str, to: &str, clog: bool) {
         let (a, b) = (self.cluster.node(from).id, self.cluster.node(to).id);
-        let mut counts = self.clogged_links.borrow_mut();
-        let count = counts.entry((from.to_string(), to.to_string())).or_insert(0);
-        if clog {
-            *count += 1;
-            if *count == 1 {
+        if count_holders(&mut self.clogged_links.borrow_mut(), (from.to_string(), to.to_string()), clog) {
+            if clog {
                 NetSim::current().clog_link(a, b);
-            }
-        } else if *count > 0 {
-            *count -= 1;
-            if *count == 0 {
+            } else {
                 NetSim::current().unclog_link(a, b);
             }
         }
+    }
+}
+
+/// One more (or one fewer) fault holds `key` cut; true when the network itself must change
+/// (the first fault cuts it, the last one to end heals it).
+fn count_holders<K: Ord>(holders: &mut BTreeMap<K, u32>, key: K, clog: bool) -> bool {
+    let count = holders.entry(key).or_insert(0);
+    if clog {
+        *count += 1;
+        *count == 1
+    } else if *count > 0 {
+        *count -= 1;
+        *count == 0
+    } else {
+        false
     }
 }
 

@@ -207,10 +207,41 @@ async fn processes_share_the_limit_and_survive_losing_an_rm() {
     scenario(&mut cluster).await;
 }
 
+/// Garbage from a peer or a client gets a clear 4xx and changes nothing.
+async fn misbehaving_peers_get_clear_errors(http: &HttpClient, cluster: &Cluster) {
+    use fireball::runtime::http_client::Request;
+    use hyper::Method;
+    let send = |method: Method, url: String, body: &str, headers: &[(&str, &str)]| {
+        let mut request = Request::new(method, url, MessageKind::Other).text(body.to_string()).timeout_ms(5_000);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let http = http.clone();
+        async move { http.send(request).await.expect("the node answers") }
+    };
+    let json = [("content-type", "application/json")];
+    let rm = &cluster.uris["rm-1"];
+    let answer = send(Method::POST, format!("{rm}/v1/resourcemanager/queryHeartbeat"), "{\"nonsense\": 1}", &json).await;
+    assert!((400..500).contains(&answer.status), "bad heartbeat: {}", answer.status);
+    let answer = send(Method::POST, format!("{rm}/v1/resourcemanager/nodeHeartbeat"), "not json at all", &json).await;
+    assert!((400..500).contains(&answer.status), "garbage heartbeat: {}", answer.status);
+    let worker = &cluster.uris["worker-1"];
+    let answer = send(Method::POST, format!("{worker}/v1/task/t1"), "[1, 2, 3]", &json).await;
+    assert!((400..500).contains(&answer.status), "bad task: {}", answer.status);
+    let coordinator = &cluster.uris["coordinator-1"];
+    let answer = send(Method::POST, format!("{coordinator}/v1/statement"), "SELECT 1", &[]).await;
+    assert_eq!((answer.status, String::from_utf8_lossy(&answer.body).to_string()), (400, "User must be set".to_string()));
+    let answer = send(Method::GET, format!("{coordinator}/v1/statement/executing/nope/0?slug=x"), "", &[]).await;
+    assert_eq!(answer.status, 404);
+    let answer = send(Method::POST, format!("{coordinator}/v1/statement"), "SELECT 1", &[("X-Presto-User", "a"), ("X-Presto-Session", "broken")]).await;
+    assert_eq!(answer.status, 400, "malformed session header");
+}
+
 async fn scenario(cluster: &mut Cluster) {
     let http = HttpClient::new("test", 2_000, 0);
     wait_for_workers(&http, &cluster.uris["rm-1"]).await;
     wait_for_workers(&http, &cluster.uris["rm-2"]).await;
+    misbehaving_peers_get_clear_errors(&http, cluster).await;
     let coordinators = vec![cluster.uris["coordinator-1"].clone(), cluster.uris["coordinator-2"].clone()];
 
     // Both coordinators answer, with the right rows.

@@ -124,13 +124,14 @@ impl MessageFaults {
             }
             match rule.action {
                 Action::Drop { probability } => {
+                    // determinism: ok (madsim::rand is the simulation's seeded RNG)
                     if probability >= 1.0 || madsim::rand::thread_rng().gen_bool(probability.clamp(0.0, 1.0)) {
                         verdict = Verdict::Drop;
                         break;
                     }
                 }
                 Action::Delay { min_ms, max_ms } => {
-                    let delay_ms = madsim::rand::thread_rng().gen_range(min_ms..=max_ms.max(min_ms));
+                    let delay_ms = madsim::rand::thread_rng().gen_range(min_ms..=max_ms.max(min_ms)); // determinism: ok
                     let delay_ms = match verdict {
                         Verdict::Delay { delay_ms: earlier } => earlier + delay_ms,
                         _ => delay_ms,

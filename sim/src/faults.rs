@@ -124,8 +124,9 @@ impl MessageFaults {
             }
             match rule.action {
                 Action::Drop { probability } => {
-                    // determinism: ok (madsim::rand is the simulation's seeded RNG)
-                    if probability >= 1.0 || madsim::rand::thread_rng().gen_bool(probability.clamp(0.0, 1.0)) {
+                    // madsim::rand is the simulation's own seeded RNG, so this is deterministic.
+                    let dropped = probability >= 1.0 || madsim::rand::thread_rng().gen_bool(probability.clamp(0.0, 1.0)); // determinism: ok
+                    if dropped {
                         verdict = Verdict::Drop;
                         break;
                     }

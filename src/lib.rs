@@ -18,12 +18,13 @@
 //!
 //! Decisions live in pure structs that take `now_ms` and return what to do
 //! ([`coordinator::admission::Admission`], [`resource_manager::cluster_state::ClusterState`],
-//! [`discovery::DiscoveryStore`], [`worker::memory_pool::MemoryPool`], [`coordinator::query::Query`]);
+//! [`discovery::DiscoveryStore`], [`memory::pool::MemoryPool`], [`coordinator::query::Query`]);
 //! async drivers around them stay thin.
 
 pub mod config;
 pub mod coordinator;
 pub mod discovery;
+pub mod memory;
 pub mod local;
 pub mod node;
 pub mod protocol;

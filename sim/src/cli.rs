@@ -42,6 +42,9 @@ enum Command {
         file: PathBuf,
         #[arg(long)]
         seed: u64,
+        /// Which `[[variant]]` of the scenario (required when it has variants).
+        #[arg(long)]
+        variant: Option<String>,
         /// Write the full event trace as JSON lines.
         #[arg(long)]
         trace: Option<PathBuf>,
@@ -49,6 +52,9 @@ enum Command {
     /// Random fault schedules on top of a scenario; a failing one is shrunk and saved.
     Explore {
         file: PathBuf,
+        /// Which `[[variant]]` of the scenario (required when it has variants).
+        #[arg(long)]
+        variant: Option<String>,
         #[arg(long, default_value_t = 20)]
         seeds: u32,
         /// Where to write a minimal failing scenario (default: beside the input).
@@ -63,8 +69,8 @@ pub fn main() -> ExitCode {
         Command::Run { files, seed, seeds, first_seed, json, check_determinism } => {
             run_command(&files, seed, seeds, first_seed, json, check_determinism)
         }
-        Command::Replay { file, seed, trace } => replay_command(&file, seed, trace.as_deref()),
-        Command::Explore { file, seeds, out } => explore_command(&file, seeds, out),
+        Command::Replay { file, variant, seed, trace } => replay_command(&file, variant.as_deref(), seed, trace.as_deref()),
+        Command::Explore { file, variant, seeds, out } => explore_command(&file, variant.as_deref(), seeds, out),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -87,7 +93,10 @@ fn run_command(
     if files.is_empty() {
         return Err("run needs at least one scenario file".into());
     }
-    let scenarios: Vec<LoadedScenario> = files.iter().map(|file| LoadedScenario::load(file)).collect::<Result<_, _>>()?;
+    let mut scenarios: Vec<LoadedScenario> = Vec::new();
+    for file in files {
+        scenarios.extend(LoadedScenario::load(file)?.expand());
+    }
     let total_runs: u64 = scenarios.len() as u64 * seeds.unwrap_or(1);
     let mut done = 0;
     let mut all_passed = true;
@@ -121,7 +130,7 @@ fn run_command(
                 print!("{}", report::text(&result));
             }
             if !passed {
-                let line = format!("replay: {}", replay_command_line(&loaded.path, seed));
+                let line = format!("replay: {}", replay_command_line(loaded, seed));
                 // Keep stdout pure JSON lines in --json mode.
                 if json {
                     eprintln!("{line}");
@@ -137,12 +146,13 @@ fn run_command(
     Ok(all_passed)
 }
 
-fn replay_command_line(path: &Path, seed: u64) -> String {
-    format!("ci/sim replay {} --seed {seed} --trace /tmp/fireball-trace.jsonl", path.display())
+fn replay_command_line(loaded: &LoadedScenario, seed: u64) -> String {
+    let variant = loaded.variant.as_ref().map(|name| format!(" --variant {name}")).unwrap_or_default();
+    format!("ci/sim replay {}{variant} --seed {seed} --trace /tmp/fireball-trace.jsonl", loaded.path.display())
 }
 
-fn replay_command(file: &Path, seed: u64, trace: Option<&Path>) -> Result<bool, String> {
-    let loaded = LoadedScenario::load(file)?;
+fn replay_command(file: &Path, variant: Option<&str>, seed: u64, trace: Option<&Path>) -> Result<bool, String> {
+    let loaded = LoadedScenario::load(file)?.select(variant)?;
     let result: RunResult = run(&loaded, seed, None, trace.is_some())?;
     print!("{}", report::text(&result));
     if let (Some(path), Some(jsonl)) = (trace, &result.trace_jsonl) {
@@ -152,8 +162,8 @@ fn replay_command(file: &Path, seed: u64, trace: Option<&Path>) -> Result<bool, 
     Ok(result.report.violations.is_empty())
 }
 
-fn explore_command(file: &Path, seeds: u32, out: Option<PathBuf>) -> Result<bool, String> {
-    let loaded = LoadedScenario::load(file)?;
+fn explore_command(file: &Path, variant: Option<&str>, seeds: u32, out: Option<PathBuf>) -> Result<bool, String> {
+    let loaded = LoadedScenario::load(file)?.select(variant)?;
     match explore::explore(&loaded, seeds, explore::SHRINK_ITERATIONS_DEFAULT)? {
         None => {
             println!("explored {seeds} random fault schedules on {}: no violation", loaded.scenario.name);
@@ -165,7 +175,8 @@ fn explore_command(file: &Path, seeds: u32, out: Option<PathBuf>) -> Result<bool
             std::fs::write(&path, &found.scenario_toml).map_err(|error| format!("cannot write {}: {error}", path.display()))?;
             println!("violation: {}", found.violations.join("; "));
             println!("minimal failing schedule ({} faults) written to {}", found.faults, path.display());
-            println!("replay: {}", replay_command_line(&path, found.seed));
+            let written = LoadedScenario { path, variant: None, ..loaded };
+            println!("replay: {}", replay_command_line(&written, found.seed));
             Ok(false)
         }
     }

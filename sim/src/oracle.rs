@@ -71,6 +71,7 @@ pub struct OracleReport {
     pub last_fault_end_ms: Option<u64>,
     /// Milliseconds from the last fault's end until no query was queued (`None`: never).
     pub drain_ms: Option<u64>,
+    pub memory: crate::memory_oracle::MemoryReport,
     pub violations: Vec<String>,
 }
 
@@ -101,8 +102,10 @@ pub fn check(entries: &[(u64, Entry)], expect: &Expect, last_fault_end_ms: Optio
     let mut total_queued: u64 = 0;
     let mut last_ms = 0;
     let mut drained_at_ms = None;
+    let mut memory = crate::memory_oracle::MemoryTracker::default();
     for (at_ms, entry) in entries {
         let at_ms = *at_ms;
+        memory.on_entry(at_ms, entry);
         debug_assert!(at_ms >= last_ms, "trace is in time order");
         for group in groups.values_mut() {
             let over = group.running.saturating_sub(group.report.hard_concurrency_limit);
@@ -172,7 +175,7 @@ pub fn check(entries: &[(u64, Entry)], expect: &Expect, last_fault_end_ms: Optio
                     report.duplicate_executions.push(format!("task {task_id} started twice"));
                 }
             }
-            Entry::Node(Event::TaskEnded { .. }) => {}
+            Entry::Node(Event::TaskEnded { .. } | Event::TaskMemory { .. }) => {}
             Entry::Harness(HarnessEvent::NodeCrashed { node }) => {
                 let open: Vec<String> = queries
                     .iter()
@@ -201,6 +204,7 @@ pub fn check(entries: &[(u64, Entry)], expect: &Expect, last_fault_end_ms: Optio
         let over = group.running.saturating_sub(group.report.hard_concurrency_limit);
         group.report.overshoot_seconds += f64::from(over) * run_end_ms.saturating_sub(last_ms) as f64 / 1_000.0;
     }
+    report.memory = memory.finish(run_end_ms);
     report.lost_queries = queries.iter().filter(|(_, facts)| !facts.done).map(|(query_id, _)| query_id.clone()).collect();
     report.groups = groups.into_iter().map(|(name, group)| (name, group.report)).collect();
     report.queue_time = Percentiles {
@@ -296,7 +300,38 @@ fn violations(report: &OracleReport, expect: &Expect) -> Vec<String> {
             violations.push(format!("{total} queue-bound violations (allowed {allowed})"));
         }
     }
+    memory_violations(&report.memory, expect, &mut violations);
     violations
+}
+
+fn memory_violations(memory: &crate::memory_oracle::MemoryReport, expect: &Expect, violations: &mut Vec<String>) {
+    let allowed_leaks = expect.leaked_reservations.unwrap_or(0);
+    if memory.leaked.len() as u32 > allowed_leaks {
+        violations.push(format!("{} reservations left behind by ended queries: {:?}", memory.leaked.len(), first(&memory.leaked)));
+    }
+    if let Some(allowed) = expect.max_kills_per_episode {
+        if memory.kills_per_episode_max > allowed {
+            violations.push(format!(
+                "{} queries killed in one out-of-memory episode (allowed {allowed}; per episode {:?})",
+                memory.kills_per_episode_max, memory.kills_per_episode
+            ));
+        }
+    }
+    if let Some(allowed) = expect.kills_while_not_oom {
+        if memory.kills_while_not_oom > allowed {
+            violations.push(format!("{} kills while the cluster was not out of memory (allowed {allowed})", memory.kills_while_not_oom));
+        }
+    }
+    if let Some(allowed) = expect.overlapping_kills {
+        if memory.overlapping_kills > allowed {
+            violations.push(format!("{} kills while an earlier victim still held memory (allowed {allowed})", memory.overlapping_kills));
+        }
+    }
+    if let Some(minimum) = expect.min_oom_episodes {
+        if memory.oom_episodes < minimum {
+            violations.push(format!("only {} out-of-memory episodes (the scenario must build at least {minimum})", memory.oom_episodes));
+        }
+    }
 }
 
 fn first(items: &[String]) -> Vec<&String> {

@@ -56,12 +56,16 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Result<Plan, String> {
         for (sequence, at_ms) in times.into_iter().enumerate() {
             let run_time_ms = sample(&rng, &workload.run_time, |d| d.0 as f64) as u64;
             let memory_bytes = sample(&rng, &workload.memory, |b| b.0 as f64) as u64;
+            let peak_memory_bytes = match &workload.peak_memory {
+                Some(peak) => (sample(&rng, peak, |b| b.0 as f64) as u64).max(memory_bytes),
+                None => memory_bytes,
+            };
             let coordinator_index = match workload.entry.as_str() {
                 "random" => rng.index(coordinators),
                 _ => (index + sequence) % coordinators,
             };
             let sql = format!(
-                "SELECT * FROM synthetic(run_time => '{run_time_ms}ms', memory => '{memory_bytes}B', tasks => {}, rows => {})",
+                "SELECT * FROM synthetic(run_time => '{run_time_ms}ms', memory => '{memory_bytes}B', peak_memory => '{peak_memory_bytes}B', tasks => {}, rows => {})",
                 workload.tasks, workload.tasks
             );
             arrivals.push(Arrival {

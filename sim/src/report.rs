@@ -54,6 +54,22 @@ pub fn text(result: &RunResult) -> String {
         report.died_with_coordinator,
         report.duplicate_executions.len()
     ));
+    let memory = &report.memory;
+    if memory.oom_episodes > 0 || memory.kills > 0 || !memory.leaked.is_empty() {
+        out.push_str(&format!(
+            "  memory: {} out-of-memory episodes ({} ms in all, longest {} ms); kills {} (per episode {:?}, max {}), {} while not out of memory, {} overlapping; peak reserved {} MB; left behind {}\n",
+            memory.oom_episodes,
+            memory.oom_ms_total,
+            memory.oom_ms_max,
+            memory.kills,
+            memory.kills_per_episode,
+            memory.kills_per_episode_max,
+            memory.kills_while_not_oom,
+            memory.overlapping_kills,
+            memory.peak_reserved_bytes >> 20,
+            memory.leaked.len()
+        ));
+    }
     match (report.last_fault_end_ms, report.drain_ms) {
         (Some(end_ms), Some(drain_ms)) => out.push_str(&format!("  drained {drain_ms} ms after the last fault ended (at {end_ms} ms)\n")),
         (Some(end_ms), None) => out.push_str(&format!("  queues never drained after the last fault ended (at {end_ms} ms)\n")),

@@ -148,10 +148,14 @@ async fn simulate(loaded: LoadedScenario, layout: ClusterLayout, plan: Plan, kee
     if run_ms > now_ms {
         madsim::time::sleep(StdDuration::from_millis(run_ms - now_ms)).await;
     }
-    // Settle: arrivals have stopped; let open queries end (bounded) before judging what is lost.
+    // Settle: arrivals have stopped; let open queries end and ended ones release their memory
+    // (bounded) before judging what is lost or left behind.
     let settle_ms = scenario.expect.settle.map(|settle| settle.0).unwrap_or(SETTLE_MS_DEFAULT);
     let settle_end_ms = run_ms + settle_ms;
-    while trace.now_ms() < settle_end_ms && oracle::open_queries(&trace.entries()) > 0 {
+    while trace.now_ms() < settle_end_ms && {
+        let entries = trace.entries();
+        oracle::open_queries(&entries) > 0 || crate::memory_oracle::memory_left_behind(&entries)
+    } {
         madsim::time::sleep(StdDuration::from_millis(SETTLE_CHECK_MS)).await;
     }
     let entries = trace.entries();

@@ -70,6 +70,13 @@ pub struct NodeConfig {
     pub remote_task_max_error_duration_ms: u64,
     pub required_workers_max_wait_ms: u64,
     pub memory_pool_bytes: u64,
+    /// `query.max-memory-per-node` (default: the whole pool).
+    pub query_max_memory_per_node_bytes: u64,
+    /// `query.max-memory`: what one query may hold across the cluster.
+    pub query_max_memory_bytes: u64,
+    /// `query.max-total-memory` (default twice `query.max-memory`, as in Presto).
+    pub query_max_total_memory_bytes: u64,
+    pub low_memory_killer: crate::memory::killer::KillerConfig,
     pub request_timeout_ms: u64,
     pub request_retries_max: u32,
     /// `presto` (Presto's policy, the default) or `naive` (deliberately weakened: admits on stale
@@ -145,6 +152,20 @@ impl NodeConfig {
             return Err("discovery.uri is required: the URL of one or more resource managers, comma-separated".into());
         }
 
+        let memory_pool_bytes = reader.data_size("memory.pool-size", "8GB")?;
+        let query_max_memory_per_node_bytes = match reader.string_opt("query.max-memory-per-node") {
+            None => memory_pool_bytes,
+            Some(_) => reader.data_size("query.max-memory-per-node", "0B")?,
+        };
+        if query_max_memory_per_node_bytes > memory_pool_bytes {
+            return Err(reader.error_at("query.max-memory-per-node", "must not be larger than memory.pool-size"));
+        }
+        let query_max_memory_bytes = reader.data_size("query.max-memory", "20GB")?;
+        let query_max_total_memory_bytes = match reader.string_opt("query.max-total-memory") {
+            None => query_max_memory_bytes.saturating_mul(2),
+            Some(_) => reader.data_size("query.max-total-memory", "0B")?,
+        };
+        let low_memory_killer = low_memory_killer_config(&mut reader)?;
         let config = NodeConfig {
             role,
             environment,
@@ -177,7 +198,11 @@ impl NodeConfig {
             task_client_timeout_ms: reader.duration("task.client.timeout", "2m")?,
             remote_task_max_error_duration_ms: reader.duration("query.remote-task.max-error-duration", "5m")?,
             required_workers_max_wait_ms: reader.duration("query-manager.required-workers-max-wait", "5m")?,
-            memory_pool_bytes: reader.data_size("memory.pool-size", "8GB")?,
+            memory_pool_bytes,
+            query_max_memory_per_node_bytes,
+            query_max_memory_bytes,
+            query_max_total_memory_bytes,
+            low_memory_killer,
             request_timeout_ms: reader.duration("internal-communication.request-timeout", "5s")?,
             request_retries_max: reader.parse("internal-communication.max-retries", 2u32)?,
             admission_policy: match reader.string_opt("resource-group-admission-policy").as_deref() {
@@ -233,6 +258,28 @@ impl NodeConfig {
     pub fn self_uri(&self) -> String {
         format!("http://{}:{}", self.internal_address, self.http_port)
     }
+}
+
+/// `query.low-memory-killer.policy` and `.delay` (Presto's names and defaults) and fireball's
+/// `query.low-memory-killer.scope`: `cluster` (one victim cluster-wide, the default) or
+/// `coordinator` (Presto's behaviour: each coordinator kills among its own queries).
+fn low_memory_killer_config(reader: &mut Reader) -> Result<crate::memory::killer::KillerConfig, String> {
+    use crate::memory::killer::{KillerConfig, KillerPolicy, KillerScope};
+    let policy_text = reader.string_opt("query.low-memory-killer.policy").unwrap_or_else(|| "total-reservation-on-blocked-nodes".into());
+    let policy = KillerPolicy::parse(&policy_text).ok_or_else(|| {
+        reader.error_at(
+            "query.low-memory-killer.policy",
+            &format!("unknown policy {policy_text:?} (none, total-reservation or total-reservation-on-blocked-nodes)"),
+        )
+    })?;
+    let scope_text = reader.string_opt("query.low-memory-killer.scope").unwrap_or_else(|| "cluster".into());
+    let scope = KillerScope::parse(&scope_text)
+        .ok_or_else(|| reader.error_at("query.low-memory-killer.scope", &format!("unknown scope {scope_text:?} (cluster or coordinator)")))?;
+    let delay_ms = reader.duration("query.low-memory-killer.delay", "5m")?;
+    // Long enough for every worker to heartbeat a release and a coordinator to fetch it.
+    let settle_ms = reader.duration("resource-manager.node-heartbeat-interval", "1s")?
+        + reader.duration("resource-manager.memory-pool-fetch-interval", "1s")?;
+    Ok(KillerConfig { policy, scope, delay_ms, settle_ms })
 }
 
 fn read_resource_groups_properties(path: &Path, etc_dir: &Path) -> Result<ResourceGroupsSource, String> {

@@ -66,8 +66,7 @@ async fn run_synthetic(coordinator: &Coordinator, query_id: &str, spec: &Synthet
     };
     let placement = scheduler::place(&workers, spec.tasks, cursor, PLACEMENT_FALLBACKS_MAX);
     let (results_tx, mut results_rx) = mpsc::channel(spec.tasks as usize);
-    let mut drivers = Vec::with_capacity(placement.len());
-    let mut task_handles = TaskCleanup { coordinator: coordinator.clone(), created: Vec::new() };
+    let mut task_handles = TaskCleanup { coordinator: coordinator.clone(), created: Vec::new(), drivers: Vec::new() };
     for (task_index, candidates) in placement.into_iter().enumerate() {
         let task_index = task_index as u32;
         let (first_row, row_count) = spec.task_rows(task_index);
@@ -77,6 +76,7 @@ async fn run_synthetic(coordinator: &Coordinator, query_id: &str, spec: &Synthet
             task_index,
             run_time_ms: spec.run_time_ms,
             memory_bytes: spec.task_memory_bytes,
+            peak_memory_bytes: spec.task_peak_memory_bytes,
             first_row,
             row_count,
         };
@@ -84,7 +84,7 @@ async fn run_synthetic(coordinator: &Coordinator, query_id: &str, spec: &Synthet
         task_handles.created.push((task_id.clone(), candidates.clone()));
         let driver = TaskDriver { coordinator: coordinator.clone(), task_id, request, candidates };
         let results_tx = results_tx.clone();
-        drivers.push(crate::runtime::spawn(async move {
+        task_handles.drivers.push(crate::runtime::spawn(async move {
             let outcome = driver.run().await;
             let _ = results_tx.send(outcome).await;
         }));
@@ -110,20 +110,25 @@ async fn run_synthetic(coordinator: &Coordinator, query_id: &str, spec: &Synthet
     if outcome.is_ok() {
         task_handles.created.clear(); // finished tasks were already released by their drivers
     }
-    for driver in drivers {
-        driver.abort();
-    }
     outcome
 }
 
-/// Cancels the query's tasks on their workers when execution ends early (failure or cancel).
+/// Stops the query's task drivers and cancels its tasks on their workers when execution ends
+/// early (failure, cancel or kill — also when the execution future is dropped mid-way). The
+/// drivers must stop first: one left running would keep polling, and so keep alive, a task the
+/// cancel just removed — or create it after the cancel. (Workers also refuse a create for a task
+/// they already cancelled, for a create that was in flight.)
 struct TaskCleanup {
     coordinator: Coordinator,
     created: Vec<(String, Vec<WorkerView>)>,
+    drivers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for TaskCleanup {
     fn drop(&mut self) {
+        for driver in &self.drivers {
+            driver.abort();
+        }
         if self.created.is_empty() {
             return;
         }
@@ -173,6 +178,7 @@ impl TaskDriver {
         let client = &self.coordinator.inner.client;
         let mut last_contact_ms = self.coordinator.now_ms();
         let mut known_state = TaskState::Blocked;
+        let mut known_memory_bytes = u64::MAX; // unknown: the first answer comes at once
         let mut first = true;
         loop {
             // Long-poll: the worker answers when the state changes or after `maxWait`; only after
@@ -182,7 +188,7 @@ impl TaskDriver {
                 first = false;
             }
             let url = format!(
-                "{base}?state={}&maxWait={}ms",
+                "{base}?state={}&memory={known_memory_bytes}&maxWait={}ms",
                 known_state.name(),
                 config.task_status_max_wait_ms
             );
@@ -192,8 +198,20 @@ impl TaskDriver {
                 Ok(status) => {
                     last_contact_ms = self.coordinator.now_ms();
                     known_state = status.state;
+                    if status.memory_bytes != known_memory_bytes {
+                        known_memory_bytes = status.memory_bytes;
+                        self.coordinator.task_memory_changed(&self.request.query_id, self.request.task_index, status.memory_bytes)?;
+                    }
                     match status.state {
                         TaskState::Finished => return self.fetch_results(&base).await,
+                        TaskState::Failed => {
+                            let error = status.error.unwrap_or_else(|| crate::wire::TaskRejection {
+                                error_name: REMOTE_TASK_ERROR.name.to_string(),
+                                message: format!("Task {} failed on {}", self.task_id, worker.node_id),
+                            });
+                            let code = errors::by_name(&error.error_name).unwrap_or(REMOTE_TASK_ERROR);
+                            return Err(QueryFailure::new(code, error.message));
+                        }
                         TaskState::Canceled | TaskState::Abandoned => {
                             return Err(QueryFailure::new(
                                 REMOTE_TASK_ERROR,
@@ -252,6 +270,10 @@ impl TaskDriver {
                         ),
                         Err(_) => QueryFailure::new(REMOTE_TASK_ERROR, format!("{} refused task {}: {body}", worker.node_id, self.task_id)),
                     });
+                }
+                Err(ClientError::Status { status: 410, .. }) => {
+                    // The query was cancelled while this create was in flight: never place it elsewhere.
+                    return Err(QueryFailure::new(REMOTE_TASK_ERROR, format!("Task {} was cancelled", self.task_id)));
                 }
                 Err(error) => {
                     tracing::debug!(%error, task_id = %self.task_id, worker = %worker.node_id, "task creation failed");

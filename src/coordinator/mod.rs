@@ -62,6 +62,7 @@ struct State {
     queries: BTreeMap<String, Query>,
     admission: ResourceGroupManager,
     view: Option<ClusterView>,
+    killer: crate::memory::killer::LowMemoryKiller,
     next_query_number: u64,
     heartbeat_sequence: u64,
     schedule_cursor: u64,
@@ -96,6 +97,7 @@ impl Coordinator {
             queries: BTreeMap::new(),
             admission,
             view: None,
+            killer: crate::memory::killer::LowMemoryKiller::new(config.low_memory_killer, now_ms),
             next_query_number: 0,
             heartbeat_sequence: 0,
             schedule_cursor: 0,
@@ -258,6 +260,26 @@ impl Coordinator {
         crate::runtime::spawn(execution::execute(self.clone(), query.id.clone()));
     }
 
+    /// A worker reported what one of the query's tasks holds. Enforces `query.max-memory` and
+    /// `query.max-total-memory` on the query's total (Presto's distributed limits): the error
+    /// returned fails the query, and its task drivers then cancel every task.
+    fn task_memory_changed(&self, query_id: &str, task_index: u32, bytes: u64) -> Result<(), QueryFailure> {
+        let mut state = self.lock();
+        let Some(query) = state.queries.get_mut(query_id) else { return Ok(()) };
+        let total_bytes = query.set_task_reserved_bytes(task_index, bytes);
+        let config = self.config();
+        let (kind, limit_bytes) = if config.query_max_memory_bytes <= config.query_max_total_memory_bytes {
+            ("user", config.query_max_memory_bytes)
+        } else {
+            ("total", config.query_max_total_memory_bytes)
+        };
+        if total_bytes > limit_bytes {
+            let message = format!("Query exceeded distributed {kind} memory limit of {}", crate::config::format_data_size(limit_bytes));
+            return Err(QueryFailure::new(errors::EXCEEDED_GLOBAL_MEMORY_LIMIT, message));
+        }
+        Ok(())
+    }
+
     /// Starts whatever the admission policy now allows.
     fn dispatch(&self) {
         let now_ms = self.now_ms();
@@ -342,8 +364,24 @@ impl Coordinator {
             view.workers = previous.workers;
             view.memory = previous.memory;
         }
+        let victim = if with_nodes {
+            let own_running = state
+                .queries
+                .values()
+                .filter(|query| query.state == crate::wire::QueryState::Running)
+                .map(|query| query.id.clone())
+                .collect();
+            state.killer.on_view(now_ms, &view.workers, &own_running)
+        } else {
+            None
+        };
         state.view = Some(view);
         drop(state);
+        if let Some(query_id) = victim {
+            tracing::warn!(%query_id, "low-memory killer: the cluster is out of memory, killing the query");
+            let message = "Query killed because the cluster is out of memory. Please try again in a few minutes.";
+            self.fail_query(&query_id, QueryFailure::new(errors::CLUSTER_OUT_OF_MEMORY, message));
+        }
         self.dispatch();
     }
 

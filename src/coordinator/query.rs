@@ -50,7 +50,11 @@ pub struct Query {
     pub rows_produced: u64,
     pub tasks_total: u32,
     pub tasks_done: u32,
+    /// Planned: every task at its peak (known before the query runs).
     pub memory_bytes: u64,
+    /// What each task holds now, as its worker last reported (by task index).
+    task_reserved_bytes: std::collections::BTreeMap<u32, u64>,
+    pub peak_reserved_bytes: u64,
     queued_token: u64,
     executing: Option<(u64, QueryResults)>,
     /// Woken on every change a long-polling client may be waiting for.
@@ -79,7 +83,7 @@ impl Query {
         };
         let (tasks_total, memory_bytes) = match &new.plan {
             Plan::Constant { .. } => (0, 0),
-            Plan::Synthetic(spec) => (spec.tasks, spec.task_memory_bytes.saturating_mul(u64::from(spec.tasks))),
+            Plan::Synthetic(spec) => (spec.tasks, spec.task_peak_memory_bytes.saturating_mul(u64::from(spec.tasks))),
         };
         Query {
             id: new.id,
@@ -102,6 +106,8 @@ impl Query {
             tasks_total,
             tasks_done: 0,
             memory_bytes,
+            task_reserved_bytes: Default::default(),
+            peak_reserved_bytes: 0,
             queued_token: 0,
             executing: None,
             changed: Arc::new(tokio::sync::Notify::new()),
@@ -111,6 +117,21 @@ impl Query {
 
     pub fn is_done(&self) -> bool {
         self.state.is_done()
+    }
+
+    /// Records what one task holds now; returns the query's total across its workers.
+    pub fn set_task_reserved_bytes(&mut self, task_index: u32, bytes: u64) -> u64 {
+        self.task_reserved_bytes.insert(task_index, bytes);
+        let total = self.reserved_bytes();
+        self.peak_reserved_bytes = self.peak_reserved_bytes.max(total);
+        total
+    }
+
+    pub fn reserved_bytes(&self) -> u64 {
+        if self.is_done() {
+            return 0;
+        }
+        self.task_reserved_bytes.values().sum()
     }
 
     pub fn mark_running(&mut self, now_ms: u64) {
@@ -267,8 +288,8 @@ impl Query {
             elapsed_time_millis: end_ms.saturating_sub(self.created_ms),
             processed_rows: self.rows_produced,
             processed_bytes: 0,
-            peak_memory_bytes: if self.started_ms.is_some() { self.memory_bytes } else { 0 },
-            peak_total_memory_bytes: if self.started_ms.is_some() { self.memory_bytes } else { 0 },
+            peak_memory_bytes: self.peak_reserved_bytes,
+            peak_total_memory_bytes: self.peak_reserved_bytes,
             spilled_bytes: 0,
             progress_percentage: progress,
         }
@@ -290,7 +311,7 @@ impl Query {
             user: self.session.user.clone(),
             source: self.session.source.clone(),
             query: self.sql.chars().take(SUMMARY_SQL_CHARS_MAX).collect(),
-            memory_bytes: if self.state == QueryState::Running { self.memory_bytes } else { 0 },
+            memory_bytes: self.reserved_bytes(),
             created_wall_ms: self.created_wall_ms,
             error_name: self.failure.as_ref().map(|failure| failure.code.name.to_string()),
         }

@@ -180,12 +180,29 @@ impl ClusterState {
     pub fn memory(&self, now_ms: u64) -> ClusterMemory {
         let mut memory = ClusterMemory::default();
         for worker in self.workers(now_ms) {
-            let MemoryInfo { pool_bytes, reserved_bytes, blocked, .. } = worker.memory;
+            let MemoryInfo { pool_bytes, reserved_bytes, blocked, query_reservations } = worker.memory;
             memory.total_bytes = memory.total_bytes.saturating_add(pool_bytes);
             memory.reserved_bytes = memory.reserved_bytes.saturating_add(reserved_bytes);
             memory.blocked_nodes += u32::from(blocked);
             memory.nodes += 1;
+            for (query_id, bytes) in query_reservations {
+                *memory.query_reservations.entry(query_id).or_insert(0) += bytes;
+            }
         }
+        let mut largest: Option<(&String, u64)> = None;
+        for (query_id, bytes) in &memory.query_reservations {
+            if *bytes > 0 && largest.is_none_or(|(_, most)| *bytes > most) {
+                largest = Some((query_id, *bytes));
+            }
+        }
+        memory.largest_query = largest.map(|(query_id, _)| query_id.clone());
+        memory.running_queries = self
+            .coordinators
+            .values()
+            .flat_map(|coordinator| coordinator.active.values())
+            .filter(|query| query.state == QueryState::Running)
+            .map(|query| query.query_id.clone())
+            .collect();
         memory
     }
 
@@ -289,5 +306,34 @@ mod tests {
         assert_eq!(state.workers(29_999).len(), 1);
         state.expire(30_000);
         assert!(state.workers(30_000).is_empty());
+    }
+
+    #[test]
+    fn cluster_pool_sums_workers_and_names_the_largest_query() {
+        let mut state = ClusterState::new(config());
+        state.apply_query_heartbeat(heartbeat("c1", 1, vec![query("q1", "g", QueryState::Running), query("q2", "g", QueryState::Queued)]), 0);
+        let worker = |node: &str, blocked: bool, reservations: &[(&str, u64)]| NodeHeartbeat {
+            node_id: node.into(),
+            role: Role::Worker,
+            uri: format!("http://{node}"),
+            memory: MemoryInfo {
+                pool_bytes: 100,
+                reserved_bytes: reservations.iter().map(|(_, bytes)| bytes).sum(),
+                blocked,
+                query_reservations: reservations.iter().map(|(query, bytes)| (query.to_string(), *bytes)).collect(),
+            },
+            cpu: Default::default(),
+        };
+        state.apply_node_heartbeat(worker("w1", true, &[("q1", 30), ("q3", 50)]), 0);
+        state.apply_node_heartbeat(worker("w2", false, &[("q1", 40)]), 5_000);
+        let memory = state.memory(6_000);
+        assert_eq!((memory.total_bytes, memory.reserved_bytes, memory.blocked_nodes, memory.nodes), (200, 120, 1, 2));
+        assert_eq!(memory.query_reservations.get("q1"), Some(&70));
+        assert_eq!(memory.largest_query.as_deref(), Some("q1"));
+        assert_eq!(memory.running_queries, vec!["q1".to_string()]);
+        // w1 stops heartbeating: after node-status-timeout its pool leaves the cluster pool.
+        let memory = state.memory(30_000);
+        assert_eq!((memory.total_bytes, memory.blocked_nodes, memory.largest_query.as_deref()), (100, 0, Some("q1")));
+        assert_eq!(memory.query_reservations.get("q3"), None);
     }
 }

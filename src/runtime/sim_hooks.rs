@@ -102,6 +102,9 @@ pub enum Event {
     TaskStarted { task_id: String, query_id: String, worker: String },
     /// A worker stopped a task (finished, failed, cancelled or abandoned).
     TaskEnded { task_id: String, query_id: String, worker: String, state: String },
+    /// A worker's pool changed for this task: it now holds `task_bytes` (0 once released), and
+    /// the node is `blocked` when any task waits for memory. The oracle's true memory picture.
+    TaskMemory { task_id: String, query_id: String, worker: String, task_bytes: u64, blocked: bool },
 }
 
 #[cfg(madsim)]

@@ -9,6 +9,7 @@
 //! |------------|---------------------------------------------------------|---------|------------|
 //! | `run_time` | how long each task runs (a Presto duration)             | `0s`    | ≤ 24h      |
 //! | `memory`   | memory each task reserves in its worker's pool          | `0B`    | ≤ 1PB      |
+//! | `peak_memory` | what each task's reservation grows to, evenly over its run time (a task that cannot get the next step waits, blocked, without advancing) | `memory` | `memory`..=1PB |
 //! | `tasks`    | number of tasks, spread over the active workers         | `1`     | 1..=1024   |
 //! | `rows`     | rows the query returns in total, split across the tasks | `1`     | ≤ 1000000  |
 //!
@@ -66,6 +67,9 @@ impl SyntheticColumn {
 pub struct SyntheticSpec {
     pub run_time_ms: u64,
     pub task_memory_bytes: u64,
+    /// What each task's reservation grows to over its run time (equal to `task_memory_bytes`
+    /// when it does not grow).
+    pub task_peak_memory_bytes: u64,
     pub tasks: u32,
     pub rows: u64,
     pub columns: Vec<SyntheticColumn>,
@@ -98,7 +102,8 @@ pub fn plan(relation: &TableFactor, projection: &[SelectItem]) -> Result<Option<
     if name.to_string().to_ascii_lowercase() != "synthetic" {
         return Ok(None);
     }
-    let mut spec = SyntheticSpec { run_time_ms: 0, task_memory_bytes: 0, tasks: 1, rows: 1, columns: Vec::new() };
+    let mut spec = SyntheticSpec { run_time_ms: 0, task_memory_bytes: 0, task_peak_memory_bytes: 0, tasks: 1, rows: 1, columns: Vec::new() };
+    let mut peak_memory_bytes = None;
     let invalid = |message: String| QueryFailure::new(INVALID_FUNCTION_ARGUMENT, message);
     let mut seen = Vec::new();
     for arg in &args.args {
@@ -124,6 +129,13 @@ pub fn plan(relation: &TableFactor, projection: &[SelectItem]) -> Result<Option<
                     return Err(invalid("synthetic(): memory must be at most 1PB".into()));
                 }
             }
+            "peak_memory" => {
+                let bytes = parse_data_size_bytes(&string_arg(&key, expr)?).map_err(|e| invalid(format!("synthetic(): peak_memory: {e}")))?;
+                if bytes > TASK_MEMORY_BYTES_MAX {
+                    return Err(invalid("synthetic(): peak_memory must be at most 1PB".into()));
+                }
+                peak_memory_bytes = Some(bytes);
+            }
             "tasks" => {
                 let tasks = integer_arg(&key, expr)?;
                 if !(1..=u64::from(TASKS_MAX)).contains(&tasks) {
@@ -139,10 +151,14 @@ pub fn plan(relation: &TableFactor, projection: &[SelectItem]) -> Result<Option<
             }
             other => {
                 return Err(invalid(format!(
-                    "synthetic(): unknown argument {other} (expected run_time, memory, tasks, rows)"
+                    "synthetic(): unknown argument {other} (expected run_time, memory, peak_memory, tasks, rows)"
                 )))
             }
         }
+    }
+    spec.task_peak_memory_bytes = peak_memory_bytes.unwrap_or(spec.task_memory_bytes);
+    if spec.task_peak_memory_bytes < spec.task_memory_bytes {
+        return Err(invalid("synthetic(): peak_memory must be at least memory".into()));
     }
     spec.columns = projected_columns(projection)?;
     Ok(Some(spec))
@@ -214,6 +230,9 @@ mod tests {
         let spec = spec("SELECT * FROM synthetic(run_time => '2s', memory => '64MB', tasks => 4, rows => 10)");
         assert_eq!(spec.run_time_ms, 2_000);
         assert_eq!(spec.task_memory_bytes, 64 << 20);
+        assert_eq!(spec.task_peak_memory_bytes, 64 << 20, "no growth unless asked");
+        let growing = super::tests::spec("SELECT * FROM synthetic(memory => '1MB', peak_memory => '1GB')");
+        assert_eq!((growing.task_memory_bytes, growing.task_peak_memory_bytes), (1 << 20, 1 << 30));
         assert_eq!(spec.tasks, 4);
         assert_eq!(spec.rows, 10);
         assert_eq!(spec.columns, vec![SyntheticColumn::Task, SyntheticColumn::Row, SyntheticColumn::Worker]);
@@ -238,6 +257,7 @@ mod tests {
             ("SELECT * FROM synthetic(tasks => 0)", "tasks must be between"),
             ("SELECT * FROM synthetic(rows => 2000000)", "rows must be at most"),
             ("SELECT * FROM synthetic(speed => 1)", "unknown argument speed"),
+            ("SELECT * FROM synthetic(memory => '2GB', peak_memory => '1GB')", "peak_memory must be at least memory"),
             ("SELECT * FROM synthetic('1s')", "named arguments"),
             ("SELECT * FROM synthetic(tasks => 1, tasks => 2)", "twice"),
             ("SELECT nope FROM synthetic(tasks => 1)", "nope"),

@@ -153,6 +153,15 @@ pub struct ClusterMemory {
     pub reserved_bytes: u64,
     pub blocked_nodes: u32,
     pub nodes: u32,
+    /// Bytes each query holds across the workers.
+    #[serde(default)]
+    pub query_reservations: BTreeMap<String, u64>,
+    /// The query holding the most (ties: the smaller id), as Presto's `largestMemoryQuery`.
+    #[serde(default)]
+    pub largest_query: Option<String>,
+    /// Queries the coordinators report running.
+    #[serde(default)]
+    pub running_queries: Vec<String>,
 }
 
 /// What a coordinator polls from one RM: everything it needs to admit and schedule.
@@ -174,7 +183,11 @@ pub struct TaskRequest {
     pub coordinator_id: String,
     pub task_index: u32,
     pub run_time_ms: u64,
+    /// Reserved before the task starts.
     pub memory_bytes: u64,
+    /// The task's reservation grows evenly to this over its run time (at least `memory_bytes`).
+    #[serde(default)]
+    pub peak_memory_bytes: u64,
     pub first_row: u64,
     pub row_count: u64,
 }
@@ -186,6 +199,8 @@ pub enum TaskState {
     Blocked,
     Running,
     Finished,
+    /// Ended by the worker with an error (e.g. the per-node memory limit); see `TaskStatus::error`.
+    Failed,
     Canceled,
     /// Cancelled by the worker because its coordinator stopped polling.
     Abandoned,
@@ -193,7 +208,7 @@ pub enum TaskState {
 
 impl TaskState {
     pub fn is_done(self) -> bool {
-        matches!(self, TaskState::Finished | TaskState::Canceled | TaskState::Abandoned)
+        matches!(self, TaskState::Finished | TaskState::Failed | TaskState::Canceled | TaskState::Abandoned)
     }
 
     pub fn name(self) -> &'static str {
@@ -201,6 +216,7 @@ impl TaskState {
             TaskState::Blocked => "BLOCKED",
             TaskState::Running => "RUNNING",
             TaskState::Finished => "FINISHED",
+            TaskState::Failed => "FAILED",
             TaskState::Canceled => "CANCELED",
             TaskState::Abandoned => "ABANDONED",
         }
@@ -212,7 +228,11 @@ pub struct TaskStatus {
     pub task_id: String,
     pub worker_id: String,
     pub state: TaskState,
+    /// What the task holds in its worker's pool now.
     pub memory_bytes: u64,
+    /// Why a `Failed` task failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskRejection>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -221,8 +241,8 @@ pub struct TaskResults {
     pub rows: Vec<Vec<serde_json::Value>>,
 }
 
-/// Why a worker refused a task (sent with a 4xx status).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Why a worker refused or failed a task (a refusal is sent with a 4xx status).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRejection {
     pub error_name: String,
     pub message: String,

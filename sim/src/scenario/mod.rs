@@ -35,6 +35,22 @@ pub struct Scenario {
     pub random: Option<RandomFaults>,
     #[serde(default)]
     pub expect: Expect,
+    /// The same scenario under several configurations (e.g. both low-memory killer scopes), each
+    /// run on the same seeds and judged by its own `[expect]` overrides.
+    #[serde(default, rename = "variant", skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    /// Presto properties applied on top of the scenario's `[config]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, toml::Value>,
+    /// Keys given here replace the scenario's `[expect]` keys.
+    #[serde(default)]
+    pub expect: Expect,
 }
 
 fn default_seed() -> u64 {
@@ -95,6 +111,10 @@ pub struct Workload {
     pub run_time: Distribution<Duration>,
     #[serde(default = "default_memory")]
     pub memory: Distribution<Bytes>,
+    /// What each task's reservation grows to over its run time (never below `memory`); absent:
+    /// no growth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory: Option<Distribution<Bytes>>,
     #[serde(default = "default_tasks")]
     pub tasks: u32,
     #[serde(default = "default_entry")]
@@ -232,6 +252,41 @@ pub struct Expect {
     /// open query has ended; only what is still open then counts as lost. Default 5m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle: Option<Duration>,
+    /// Queries killed (CLUSTER_OUT_OF_MEMORY) within one out-of-memory episode, at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_kills_per_episode: Option<u32>,
+    /// Kills made while no worker was blocked, at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kills_while_not_oom: Option<u32>,
+    /// Kills made while an earlier victim still held memory, at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlapping_kills: Option<u32>,
+    /// The workload must really run the cluster out of memory this many times at least.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_oom_episodes: Option<u32>,
+    /// Reservations still held at the end by queries that had ended (default 0, always checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaked_reservations: Option<u32>,
+}
+
+impl Expect {
+    /// `self` with every key `other` gives replaced by `other`'s.
+    pub fn overridden_by(&self, other: &Expect) -> Expect {
+        Expect {
+            max_overadmission: other.max_overadmission.or(self.max_overadmission),
+            lost_queries: other.lost_queries.or(self.lost_queries),
+            drain_within: other.drain_within.or(self.drain_within),
+            duplicate_executions: other.duplicate_executions.or(self.duplicate_executions),
+            min_finished: other.min_finished.or(self.min_finished),
+            queue_violations: other.queue_violations.or(self.queue_violations),
+            settle: other.settle.or(self.settle),
+            max_kills_per_episode: other.max_kills_per_episode.or(self.max_kills_per_episode),
+            kills_while_not_oom: other.kills_while_not_oom.or(self.kills_while_not_oom),
+            overlapping_kills: other.overlapping_kills.or(self.overlapping_kills),
+            min_oom_episodes: other.min_oom_episodes.or(self.min_oom_episodes),
+            leaked_reservations: other.leaked_reservations.or(self.leaked_reservations),
+        }
+    }
 }
 
 /// A scenario with where it came from (to resolve relative paths and name errors).
@@ -241,6 +296,8 @@ pub struct LoadedScenario {
     pub scenario: Scenario,
     /// The resource-groups JSON text, if the scenario names one.
     pub resource_groups_json: Option<String>,
+    /// Which `[[variant]]` this is, once expanded.
+    pub variant: Option<String>,
 }
 
 impl LoadedScenario {
@@ -266,7 +323,41 @@ impl LoadedScenario {
             }
             Some(_) => return Err(format!("{}: [resource_groups] needs exactly one of file or inline", path.display())),
         };
-        Ok(LoadedScenario { path: path.to_path_buf(), scenario, resource_groups_json })
+        Ok(LoadedScenario { path: path.to_path_buf(), scenario, resource_groups_json, variant: None })
+    }
+
+    /// One scenario per `[[variant]]` (named `name[variant]`), or just this one without variants.
+    pub fn expand(self) -> Vec<LoadedScenario> {
+        if self.scenario.variants.is_empty() {
+            return vec![self];
+        }
+        self.scenario
+            .variants
+            .iter()
+            .map(|variant| {
+                let mut scenario = self.scenario.clone();
+                scenario.name = format!("{}[{}]", self.scenario.name, variant.name);
+                scenario.config.extend(variant.config.clone());
+                scenario.expect = self.scenario.expect.overridden_by(&variant.expect);
+                scenario.variants = Vec::new();
+                LoadedScenario { path: self.path.clone(), scenario, resource_groups_json: self.resource_groups_json.clone(), variant: Some(variant.name.clone()) }
+            })
+            .collect()
+    }
+
+    /// The variant called `name` (`None`: the scenario itself, which must then have no variants).
+    pub fn select(self, name: Option<&str>) -> Result<LoadedScenario, String> {
+        let names: Vec<String> = self.scenario.variants.iter().map(|variant| variant.name.clone()).collect();
+        let path = self.path.display().to_string();
+        match name {
+            None if names.is_empty() => Ok(self),
+            None => Err(format!("{path} has variants {names:?}: choose one with --variant")),
+            Some(name) => self
+                .expand()
+                .into_iter()
+                .find(|loaded| loaded.variant.as_deref() == Some(name))
+                .ok_or_else(|| format!("{path} has no variant {name:?} (it has {names:?})")),
+        }
     }
 }
 
@@ -304,10 +395,21 @@ impl Scenario {
             if workload.tasks == 0 || workload.tasks > 1024 {
                 return Err(format!("{at}.tasks: must be between 1 and 1024"));
             }
+            if let Some(Distribution::Uniform { min, max }) = &workload.peak_memory {
+                if min.0 > max.0 {
+                    return Err(format!("{at}.peak_memory: min is above max"));
+                }
+            }
             if let Distribution::Uniform { min, max } = &workload.run_time {
                 if min.0 > max.0 {
                     return Err(format!("{at}.run_time: min is above max"));
                 }
+            }
+        }
+        let mut variant_names = std::collections::BTreeSet::new();
+        for variant in &self.variants {
+            if variant.name.is_empty() || !variant_names.insert(variant.name.as_str()) {
+                return Err(format!("variant {:?}: names must be non-empty and distinct", variant.name));
             }
         }
         for (index, fault) in self.faults.iter().enumerate() {

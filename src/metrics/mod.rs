@@ -42,7 +42,8 @@
 //! - `fireball_heartbeat_gap_seconds{kind}` histogram: time between consecutive heartbeats from one
 //!   node; its tail shows heartbeats that were late or lost.
 //! - `fireball_cluster_resource_group_running_queries{group}` and `…_queued_queries{group}`
-//!   gauges: the counts this RM aggregated from every coordinator's query heartbeats.
+//!   gauges: the counts this RM aggregated from every coordinator's query heartbeats (subtree
+//!   counts, as on coordinators; groups holding no query are not listed).
 //! - `fireball_cluster_active_workers`, `fireball_cluster_memory_total_bytes`,
 //!   `fireball_cluster_memory_reserved_bytes` gauges: the RM's view of the worker pool.
 //!
@@ -54,9 +55,10 @@
 //!   (`USER_CANCELED`, `CLUSTER_OUT_OF_MEMORY`, `EXCEEDED_GLOBAL_MEMORY_LIMIT`,
 //!   `QUERY_QUEUE_FULL`, `ADMINISTRATIVELY_KILLED`, `ABANDONED_QUERY` …).
 //! - `fireball_resource_group_running_queries{group}` and `fireball_resource_group_queued_queries{group}`
-//!   gauges: this coordinator's own queue lengths (queries held directly by the group; Presto
-//!   keeps queries in leaf groups, so `sum()` over groups is the coordinator's total). A group seen
-//!   once keeps being reported, at 0 when empty.
+//!   gauges: this coordinator's own queue lengths. Like Presto's per-group JMX numbers they count
+//!   the group's whole subtree, so the root shows the coordinator's total (and `sum()` over all
+//!   groups counts a query once per level: sum over leaves, or read the root). A group seen once
+//!   keeps being reported, at 0 when empty.
 //! - `fireball_cluster_view_age_seconds` gauge: now minus the time the last RM view was applied,
 //!   i.e. how stale the numbers are that this coordinator admits on (`+Inf` before the first).
 //! - `fireball_cluster_view_refreshes_total{outcome}` counter: view polls, `success`/`failure`
@@ -297,7 +299,7 @@ impl Metrics {
             state.registry.gauge_clear(&GROUP_QUEUED);
             let by_group: BTreeMap<&str, &crate::wire::GroupCounts> = levels.local_groups.iter().map(|counts| (counts.group.as_str(), counts)).collect();
             for group in &state.groups_seen {
-                let (running, queued) = by_group.get(group.as_str()).map_or((0, 0), |counts| (counts.running, counts.queued));
+                let (running, queued) = by_group.get(group.as_str()).map_or((0, 0), |counts| subtree_counts(counts));
                 state.registry.gauge_set(&GROUP_RUNNING, &[group], f64::from(running));
                 state.registry.gauge_set(&GROUP_QUEUED, &[group], f64::from(queued));
             }
@@ -312,8 +314,9 @@ impl Metrics {
                 state.registry.gauge_clear(&CLUSTER_GROUP_RUNNING);
                 state.registry.gauge_clear(&CLUSTER_GROUP_QUEUED);
                 for counts in &cluster.groups {
-                    state.registry.gauge_set(&CLUSTER_GROUP_RUNNING, &[&counts.group], f64::from(counts.running));
-                    state.registry.gauge_set(&CLUSTER_GROUP_QUEUED, &[&counts.group], f64::from(counts.queued));
+                    let (running, queued) = subtree_counts(counts);
+                    state.registry.gauge_set(&CLUSTER_GROUP_RUNNING, &[&counts.group], f64::from(running));
+                    state.registry.gauge_set(&CLUSTER_GROUP_QUEUED, &[&counts.group], f64::from(queued));
                 }
                 state.registry.gauge_set(&CLUSTER_ACTIVE_WORKERS, &[], cluster.workers.len() as f64);
                 state.registry.gauge_set(&CLUSTER_MEMORY_TOTAL, &[], cluster.memory.total_bytes as f64);
@@ -331,6 +334,11 @@ pub struct ScrapeLevels {
     pub local_groups: Vec<crate::wire::GroupCounts>,
     /// An RM's aggregated view of the whole cluster.
     pub cluster: Option<crate::wire::ClusterView>,
+}
+
+/// (running, queued) of a group's whole subtree, as Presto reports a group's numbers.
+fn subtree_counts(counts: &crate::wire::GroupCounts) -> (u32, u32) {
+    (counts.running.saturating_add(counts.descendant_running), counts.queued.saturating_add(counts.descendant_queued))
 }
 
 fn note_group(groups_seen: &mut BTreeSet<String>, group: &str) {
@@ -354,7 +362,10 @@ mod tests {
         assert!(before_view.contains("fireball_cluster_view_age_seconds +Inf\n"), "{before_view}");
         metrics.cluster_view_applied();
         let levels = ScrapeLevels {
-            local_groups: vec![crate::wire::GroupCounts { group: "global.bob".into(), running: 2, queued: 5, ..Default::default() }],
+            local_groups: vec![
+                crate::wire::GroupCounts { group: "global".into(), descendant_running: 2, descendant_queued: 5, ..Default::default() },
+                crate::wire::GroupCounts { group: "global.bob".into(), running: 2, queued: 5, ..Default::default() },
+            ],
             cluster: None,
         };
         let text = metrics.render(&levels);
@@ -367,6 +378,8 @@ mod tests {
             "fireball_resource_group_running_queries{group=\"global.alice\"} 0\n",
             "fireball_resource_group_running_queries{group=\"global.bob\"} 2\n",
             "fireball_resource_group_queued_queries{group=\"global.bob\"} 5\n",
+            "fireball_resource_group_running_queries{group=\"global\"} 2\n",
+            "fireball_resource_group_queued_queries{group=\"global\"} 5\n",
             "fireball_cluster_view_refreshes_total{outcome=\"failure\"} 1\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");

@@ -66,3 +66,18 @@ pub fn router(metrics: Metrics, coordinator: Option<Coordinator>, resource_manag
         }),
     )
 }
+
+/// Fetches `{node_uri}/metrics` (tests, tools): the text of a 200 answer, or why not.
+pub async fn scrape(client: &crate::runtime::http_client::HttpClient, node_uri: &str, timeout_ms: u64) -> Result<String, String> {
+    use crate::runtime::http_client::Request;
+    use crate::runtime::sim_hooks::MessageKind;
+    let url = format!("{node_uri}/metrics");
+    let answer = client
+        .send(Request::new(axum::http::Method::GET, url.clone(), MessageKind::Other).timeout_ms(timeout_ms))
+        .await
+        .map_err(|error| format!("{url}: {error}"))?;
+    if answer.status != 200 {
+        return Err(format!("{url}: status {}", answer.status));
+    }
+    String::from_utf8(answer.body.to_vec()).map_err(|_| format!("{url}: not UTF-8"))
+}

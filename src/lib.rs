@@ -14,6 +14,7 @@
 //! - [`coordinator`]: admission, query lifecycle, scheduling, the client protocol endpoints.
 //! - [`worker`]: tasks and the memory pool.
 //! - [`node`]: starting any role from its config.
+//! - [`metrics`]: per-node Prometheus metrics at `/metrics`.
 //! - [`local`]: `fireball local`, a whole cluster on loopback.
 //!
 //! Decisions live in pure structs that take `now_ms` and return what to do
@@ -26,6 +27,7 @@ pub mod coordinator;
 pub mod discovery;
 pub mod memory;
 pub mod local;
+pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod resource_groups;

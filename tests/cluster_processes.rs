@@ -3,7 +3,8 @@
 //!
 //! Checks that queries submitted to both coordinators return the right rows, that the
 //! cluster-wide concurrency limit holds across coordinators, and that after one RM process is
-//! killed no query is lost and admission carries on through the other RM.
+//! killed no query is lost and admission carries on through the other RM. Scrapes `/metrics` of a
+//! coordinator, an RM and a worker on the way (valid text; admissions, heartbeats, view age).
 #![cfg(not(madsim))]
 
 use std::collections::BTreeMap;
@@ -237,6 +238,65 @@ async fn misbehaving_peers_get_clear_errors(http: &HttpClient, cluster: &Cluster
     assert_eq!(answer.status, 400, "malformed session header");
 }
 
+/// The value of the sample `series` (`name{labels}` exactly as written) in a scrape.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `/metrics` of a node: 200, Prometheus' content type, and text the strict validator accepts.
+async fn scrape(http: &HttpClient, uri: &str) -> String {
+    use fireball::runtime::http_client::Request;
+    let answer = http.send(Request::new(hyper::Method::GET, format!("{uri}/metrics"), MessageKind::Other).timeout_ms(5_000)).await.expect("scrape");
+    assert_eq!(answer.status, 200, "{uri}/metrics");
+    assert_eq!(answer.header("content-type"), Some("text/plain; version=0.0.4"), "{uri}/metrics");
+    let text = String::from_utf8(answer.body.to_vec()).expect("utf-8");
+    if let Err(error) = fireball::metrics::registry::validate_exposition(&text) {
+        panic!("{uri}/metrics is not valid exposition text: {error}\n{text}");
+    }
+    text
+}
+
+/// After `queries` finished queries in the legacy `global` group: what an operator watches is there.
+async fn metrics_after_queries(http: &HttpClient, cluster: &Cluster, queries: usize) {
+    let (rm, worker) = (&cluster.uris["rm-1"], &cluster.uris["worker-1"]);
+    // An unknown path is labelled `unmatched`, never by its raw path (bounded label values).
+    let _: Result<Value, _> = http.get_json(&format!("{}/no/such/path/42", cluster.uris["coordinator-1"]), MessageKind::Other, 2_000).await;
+    let (mut admitted, mut finished) = (0.0, 0.0);
+    for name in ["coordinator-1", "coordinator-2"] {
+        let text = scrape(http, &cluster.uris[name]).await;
+        admitted += sample(&text, "fireball_queries_admitted_total{group=\"global\"}").unwrap_or(0.0);
+        finished += sample(&text, "fireball_queries_finished_total{group=\"global\",state=\"FINISHED\"}").unwrap_or(0.0);
+        let view_age = sample(&text, "fireball_cluster_view_age_seconds").expect("view age");
+        assert!(view_age < 5.0, "{name} admits on a view {view_age} s old");
+        assert_eq!(sample(&text, "fireball_resource_group_running_queries{group=\"global\"}"), Some(0.0), "{name}");
+        assert_eq!(sample(&text, "fireball_resource_group_queued_queries{group=\"global\"}"), Some(0.0), "{name}");
+        let sent = format!("fireball_heartbeats_sent_total{{kind=\"query_heartbeat\",target=\"{rm}\",outcome=\"success\"}}");
+        assert!(sample(&text, &sent).unwrap_or(0.0) >= 1.0, "{name}: no {sent}");
+        let statements = "fireball_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/statement\",status_class=\"2xx\"}";
+        assert!(sample(&text, statements).unwrap_or(0.0) >= 1.0, "{name}: no {statements}");
+        if name == "coordinator-1" {
+            let unmatched = "fireball_http_request_duration_seconds_count{method=\"GET\",route=\"unmatched\",status_class=\"4xx\"}";
+            assert!(sample(&text, unmatched).unwrap_or(0.0) >= 1.0, "no {unmatched}");
+            assert!(!text.contains("/no/such/path"), "a raw path became a label value");
+        }
+    }
+    assert_eq!((admitted, finished), (queries as f64, queries as f64), "admissions and finishes over both coordinators");
+
+    let text = scrape(http, rm).await;
+    for kind in ["node_heartbeat", "query_heartbeat"] {
+        let received = format!("fireball_heartbeats_received_total{{kind=\"{kind}\",outcome=\"applied\"}}");
+        assert!(sample(&text, &received).unwrap_or(0.0) >= 1.0, "rm-1: no {received}");
+    }
+    let age = sample(&text, "fireball_heartbeat_age_seconds{kind=\"node_heartbeat\",node_id=\"worker-1\"}").expect("worker-1 heartbeat age");
+    assert!(age < 5.0, "rm-1 last heard from worker-1 {age} s ago");
+    assert!(sample(&text, "fireball_heartbeat_gap_seconds_count{kind=\"node_heartbeat\"}").unwrap_or(0.0) >= 1.0);
+    assert_eq!(sample(&text, "fireball_cluster_active_workers"), Some(3.0));
+
+    let text = scrape(http, worker).await;
+    let sent = format!("fireball_heartbeats_sent_total{{kind=\"node_heartbeat\",target=\"{rm}\",outcome=\"success\"}}");
+    assert!(sample(&text, &sent).unwrap_or(0.0) >= 1.0, "worker-1: no {sent}");
+}
+
 async fn scenario(cluster: &mut Cluster) {
     let http = HttpClient::new("test", 2_000, 0);
     wait_for_workers(&http, &cluster.uris["rm-1"]).await;
@@ -253,6 +313,7 @@ async fn scenario(cluster: &mut Cluster) {
     assert!(saw_queued, "queries must have waited for the cluster-wide limit");
     assert!(max_running <= CONCURRENCY_LIMIT + 1, "running {max_running} > limit {CONCURRENCY_LIMIT} + 1");
     assert!(max_running >= 2, "queries should have run concurrently (max {max_running})");
+    metrics_after_queries(&http, cluster, 8).await;
 
     // Kill rm-1 while a batch is queued and running: nothing is lost, admission carries on.
     let cluster_coordinators = coordinators.clone();

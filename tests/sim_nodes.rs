@@ -182,3 +182,54 @@ async fn the_fault_filter_drops_and_delays_by_sender_receiver_and_kind() {
     assert!(faults.tally(&glob("coordinator-*"), &glob("rm-1"), MessageKind::QueryHeartbeat).dropped == 0);
     assert!(trace.unfinished_queries().is_empty());
 }
+
+/// `/metrics` text of a node, asked from a client host.
+async fn scrape(cluster: &mut SimCluster, node: &str) -> String {
+    let uri = cluster.node(node).uri.clone();
+    cluster
+        .client_node()
+        .spawn(async move {
+            let http = HttpClient::new("probe", 2_000, 0);
+            let text = fireball::metrics::http::scrape(&http, &uri, 2_000).await.expect("scraped");
+            fireball::metrics::registry::validate_exposition(&text).expect("valid exposition text");
+            text
+        })
+        .await
+        .expect("probe ran")
+}
+
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[madsim::test]
+async fn metrics_are_per_node_and_show_heartbeat_lag() {
+    let mut cluster = SimCluster::start(layout(2, 2, 2, &[])).expect("layout");
+    let faults = cluster.install_message_faults();
+    sleep_s(4).await;
+    let coordinator = cluster.node("coordinator-1").uri.clone();
+    cluster
+        .client_node()
+        .spawn(async move {
+            let client = StatementClient::new("client-1", "alice");
+            for _ in 0..3 {
+                let first = client.submit(&coordinator, "SELECT * FROM synthetic(run_time => '1s', memory => '1MB', tasks => 1)").await.expect("submitted");
+                assert_eq!(client.follow(first).await.state, "FINISHED");
+            }
+        })
+        .await
+        .expect("client ran");
+    // Many nodes share this process, yet each has its own registry.
+    let admitted = "fireball_queries_admitted_total{group=\"global\"}";
+    let text = scrape(&mut cluster, "coordinator-1").await;
+    assert_eq!(sample(&text, admitted), Some(3.0), "{text}");
+    assert_eq!(sample(&scrape(&mut cluster, "coordinator-2").await, admitted), None);
+
+    // rm-1 stops hearing worker-1: its age of worker-1's newest heartbeat grows, rm-2's does not.
+    faults.add(Rule { from: glob("worker-1"), to: glob("rm-1"), kind: Some(MessageKind::NodeHeartbeat), action: Action::Drop { probability: 1.0 } });
+    sleep_s(6).await;
+    let age = "fireball_heartbeat_age_seconds{kind=\"node_heartbeat\",node_id=\"worker-1\"}";
+    let lagging = sample(&scrape(&mut cluster, "rm-1").await, age).expect("rm-1 age");
+    let fresh = sample(&scrape(&mut cluster, "rm-2").await, age).expect("rm-2 age");
+    assert!(lagging >= 5.0 && fresh < 2.0, "rm-1 {lagging} s, rm-2 {fresh} s");
+}

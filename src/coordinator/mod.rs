@@ -56,6 +56,7 @@ struct Inner {
     /// Woken when a query changed state, so the heartbeat goes out promptly (coalesced).
     heartbeat_due: tokio::sync::Notify,
     shutting_down: AtomicBool,
+    metrics: crate::metrics::Metrics,
 }
 
 struct State {
@@ -76,6 +77,7 @@ impl Coordinator {
         rng: NodeRng,
         client: HttpClient,
         resource_managers: ResourceManagers,
+        metrics: crate::metrics::Metrics,
     ) -> Result<Self, String> {
         let now_ms = clock.now_ms();
         let policy = match config.admission_policy {
@@ -114,6 +116,7 @@ impl Coordinator {
                 state: Mutex::new(state),
                 heartbeat_due: tokio::sync::Notify::new(),
                 shutting_down: AtomicBool::new(false),
+                metrics,
             }),
         })
     }
@@ -245,6 +248,7 @@ impl Coordinator {
     /// Marks `query` running and hands it to the execution driver. Caller holds the state lock.
     fn start_query(&self, admission: &mut ResourceGroupManager, query: &mut Query, now_ms: u64) {
         query.mark_running(now_ms);
+        self.inner.metrics.query_admitted(&query.group);
         admission.set_query_memory_bytes(&query.id, query.memory_bytes);
         sim_hooks::record(|| Event::QueryStarted {
             query_id: query.id.clone(),
@@ -338,6 +342,7 @@ impl Coordinator {
     }
 
     fn record_finished(&self, query: &Query) {
+        self.inner.metrics.query_ended(&query.group, query.failure.as_ref().map(|failure| failure.code.name));
         sim_hooks::record(|| Event::QueryFinished {
             query_id: query.id.clone(),
             coordinator: self.node_id().to_string(),
@@ -377,6 +382,7 @@ impl Coordinator {
         };
         state.view = Some(view);
         drop(state);
+        self.inner.metrics.cluster_view_applied();
         if let Some(query_id) = victim {
             tracing::warn!(%query_id, "low-memory killer: the cluster is out of memory, killing the query");
             let message = "Query killed because the cluster is out of memory. Please try again in a few minutes.";

@@ -27,7 +27,7 @@ const POLL_TIMEOUT_MS_MIN: u64 = 500;
 pub async fn run_query_heartbeats(coordinator: Coordinator) {
     let interval_ms = coordinator.config().query_heartbeat_interval_ms;
     let coalesce_ms = coordinator.config().query_heartbeat_coalesce_ms;
-    let mut fan_out = FanOut::new(paths::QUERY_HEARTBEAT, MessageKind::QueryHeartbeat);
+    let mut fan_out = FanOut::new(paths::QUERY_HEARTBEAT, MessageKind::QueryHeartbeat).with_metrics(&coordinator.inner.metrics);
     loop {
         tokio::select! {
             biased;
@@ -88,6 +88,7 @@ async fn poll_once(coordinator: &Coordinator, timeout_ms: u64, with_nodes: bool)
             Ok(view) => {
                 resource_managers.mark_ok(&uri);
                 coordinator.apply_view(view, with_nodes);
+                coordinator.inner.metrics.cluster_view_polled(true);
                 return true;
             }
             Err(error) => {
@@ -96,5 +97,6 @@ async fn poll_once(coordinator: &Coordinator, timeout_ms: u64, with_nodes: bool)
             }
         }
     }
+    coordinator.inner.metrics.cluster_view_polled(false);
     false
 }

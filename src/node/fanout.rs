@@ -5,11 +5,16 @@
 //! slot, and goes out the moment the in-flight send returns. Every message here is a full snapshot,
 //! so only the newest matters: a dead RM costs one task and one connection per sender, never a
 //! queue, and a state change is never held back longer than the send ahead of it.
+//!
+//! With [`FanOut::with_metrics`], every send is counted (by kind, target and outcome) and timed,
+//! and every snapshot replaced before it could go out is counted as superseded: together they
+//! are the sender's side of heartbeat lag (see [`crate::metrics`]).
 
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::metrics::Metrics;
 use crate::runtime::http_client::HttpClient;
 use crate::runtime::sim_hooks::MessageKind;
 
@@ -22,11 +27,18 @@ pub struct FanOut<T> {
     slots: BTreeMap<String, Arc<Mutex<Slot<T>>>>,
     path: &'static str,
     kind: MessageKind,
+    metrics: Option<Metrics>,
 }
 
 impl<T: Serialize + Send + Sync + 'static> FanOut<T> {
     pub fn new(path: &'static str, kind: MessageKind) -> Self {
-        FanOut { slots: BTreeMap::new(), path, kind }
+        FanOut { slots: BTreeMap::new(), path, kind, metrics: None }
+    }
+
+    /// Counts and times this fan-out's sends in the node's metrics.
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
     }
 
     /// POSTs `body` to `{uri}{path}` for every uri (now, or right after the send in flight).
@@ -35,13 +47,18 @@ impl<T: Serialize + Send + Sync + 'static> FanOut<T> {
             let slot = self.slots.entry(uri.clone()).or_insert_with(|| Arc::new(Mutex::new(Slot { in_flight: false, waiting: None })));
             {
                 let mut state = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                state.waiting = Some(body.clone());
+                if state.waiting.replace(body.clone()).is_some() {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.heartbeat_superseded(self.kind, &uri);
+                    }
+                }
                 if state.in_flight {
                     continue;
                 }
                 state.in_flight = true;
             }
             let (client, slot, url, kind) = (client.clone(), slot.clone(), format!("{uri}{}", self.path), self.kind);
+            let metrics = self.metrics.clone();
             crate::runtime::spawn(async move {
                 loop {
                     let next = {
@@ -54,7 +71,11 @@ impl<T: Serialize + Send + Sync + 'static> FanOut<T> {
                             }
                         }
                     };
+                    let started_ms = metrics.as_ref().map(Metrics::now_ms);
                     let result: Result<serde_json::Value, _> = client.post_json(&url, kind, next.as_ref(), timeout_ms).await;
+                    if let (Some(metrics), Some(started_ms)) = (&metrics, started_ms) {
+                        metrics.heartbeat_sent(kind, &uri, result.is_ok(), metrics.now_ms().saturating_sub(started_ms));
+                    }
                     if let Err(error) = result {
                         tracing::debug!(%error, %url, kind = kind.name(), "send to RM failed");
                     }

@@ -63,12 +63,15 @@ pub async fn start(config: NodeConfig, clock: Clock) -> Result<RunningNode, Stri
     let listener = http_server::bind(bind).await.map_err(|error| format!("cannot listen on {bind}: {error}"))?;
     let rng = NodeRng::from_entropy();
     let client = HttpClient::new(config.node_id.clone(), config.request_timeout_ms, config.request_retries_max);
+    let metrics = crate::metrics::Metrics::new(&config.node_id, config.role, clock.clone());
     let mut background = Vec::new();
     let mut coordinator = None;
+    let mut resource_manager = None;
     let role_router = match config.role {
         Role::ResourceManager => {
-            let rm = ResourceManager::new(config.clone(), clock.clone(), client.clone());
+            let rm = ResourceManager::new(config.clone(), clock.clone(), client.clone(), metrics.clone());
             background.extend(rm.spawn_background());
+            resource_manager = Some(rm.clone());
             rm.router()
         }
         Role::Coordinator | Role::Worker => {
@@ -76,13 +79,13 @@ pub async fn start(config: NodeConfig, clock: Clock) -> Result<RunningNode, Stri
             // Build the role first: a coordinator with an invalid resource-groups file must not
             // announce itself before refusing to start.
             let router = if config.role == Role::Coordinator {
-                let node = Coordinator::new(config.clone(), clock.clone(), rng.clone(), client.clone(), resource_managers.clone())?;
+                let node = Coordinator::new(config.clone(), clock.clone(), rng.clone(), client.clone(), resource_managers.clone(), metrics.clone())?;
                 background.extend(node.spawn_background());
                 let router = node.router();
                 coordinator = Some(node);
                 router
             } else {
-                let node = Worker::new(config.clone(), clock.clone(), client.clone(), resource_managers.clone());
+                let node = Worker::new(config.clone(), clock.clone(), client.clone(), resource_managers.clone(), metrics.clone());
                 background.extend(node.spawn_background());
                 node.router()
             };
@@ -103,8 +106,8 @@ pub async fn start(config: NodeConfig, clock: Clock) -> Result<RunningNode, Stri
             router
         }
     };
-    let router = role_router.merge(info_router(&config, clock.clone()));
-    let server = http_server::serve(listener, router).map_err(|error| format!("cannot serve on {bind}: {error}"))?;
+    let router = role_router.merge(info_router(&config, clock.clone())).merge(crate::metrics::http::router(metrics.clone(), coordinator.clone(), resource_manager));
+    let server = http_server::serve(listener, crate::metrics::http::measure_requests(router, &metrics)).map_err(|error| format!("cannot serve on {bind}: {error}"))?;
     tracing::info!(node = %config.node_id, role = config.role.name(), uri = %config.self_uri(), "node started");
     Ok(RunningNode { node_id: config.node_id.clone(), role: config.role, uri: config.self_uri(), server, background, coordinator })
 }

@@ -48,10 +48,11 @@ struct Inner {
     client: HttpClient,
     discovery: Mutex<DiscoveryStore>,
     cluster: Mutex<ClusterState>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl ResourceManager {
-    pub fn new(config: NodeConfig, clock: Clock, client: HttpClient) -> Self {
+    pub fn new(config: NodeConfig, clock: Clock, client: HttpClient, metrics: crate::metrics::Metrics) -> Self {
         let cluster = ClusterState::new(ClusterStateConfig {
             query_expiration_timeout_ms: config.query_expiration_timeout_ms,
             node_status_timeout_ms: config.node_status_timeout_ms,
@@ -65,6 +66,7 @@ impl ResourceManager {
                 client,
                 discovery: Mutex::new(DiscoveryStore::new()),
                 cluster: Mutex::new(cluster),
+                metrics,
             }),
         }
     }
@@ -209,12 +211,16 @@ async fn service(State(rm): State<ResourceManager>, Path(role): Path<String>) ->
 }
 
 async fn node_heartbeat(State(rm): State<ResourceManager>, Json(heartbeat): Json<NodeHeartbeat>) -> Response {
+    let sender = heartbeat.node_id.clone();
     let outcome = rm.cluster().apply_node_heartbeat(heartbeat, rm.now_ms());
+    rm.inner.metrics.heartbeat_received(MessageKind::NodeHeartbeat, &sender, &outcome);
     heartbeat_response(outcome)
 }
 
 async fn query_heartbeat(State(rm): State<ResourceManager>, Json(heartbeat): Json<QueryHeartbeat>) -> Response {
+    let sender = heartbeat.coordinator_id.clone();
     let outcome = rm.cluster().apply_query_heartbeat(heartbeat, rm.now_ms());
+    rm.inner.metrics.heartbeat_received(MessageKind::QueryHeartbeat, &sender, &outcome);
     heartbeat_response(outcome)
 }
 
@@ -284,7 +290,7 @@ async fn run_self_announcer(rm: ResourceManager) {
 async fn run_replication(rm: ResourceManager) {
     let interval_ms = rm.inner.config.discovery_replication_interval_ms;
     let timeout_ms = rm.inner.config.request_timeout_ms.min(interval_ms.max(1_000));
-    let mut fan_out = FanOut::new(paths::REPLICATE, MessageKind::DiscoveryReplication);
+    let mut fan_out = FanOut::new(paths::REPLICATE, MessageKind::DiscoveryReplication).with_metrics(&rm.inner.metrics);
     loop {
         crate::runtime::sleep_ms(interval_ms).await;
         let batch = Arc::new(ReplicationBatch {

@@ -47,6 +47,7 @@ struct Inner {
     client: HttpClient,
     resource_managers: ResourceManagers,
     state: Mutex<WorkerState>,
+    metrics: crate::metrics::Metrics,
 }
 
 struct WorkerState {
@@ -72,10 +73,10 @@ struct Task {
 }
 
 impl Worker {
-    pub fn new(config: NodeConfig, clock: Clock, client: HttpClient, resource_managers: ResourceManagers) -> Self {
+    pub fn new(config: NodeConfig, clock: Clock, client: HttpClient, resource_managers: ResourceManagers, metrics: crate::metrics::Metrics) -> Self {
         let pool = MemoryPool::new(config.memory_pool_bytes, config.query_max_memory_per_node_bytes);
         let state = WorkerState { pool, tasks: BTreeMap::new(), cancelled: BTreeMap::new() };
-        Worker { inner: Arc::new(Inner { config, clock, client, resource_managers, state: Mutex::new(state) }) }
+        Worker { inner: Arc::new(Inner { config, clock, client, resource_managers, state: Mutex::new(state), metrics }) }
     }
 
     fn lock(&self) -> MutexGuard<'_, WorkerState> {
@@ -440,7 +441,7 @@ async fn delete_task(State(worker): State<Worker>, Path(task_id): Path<String>) 
 async fn run_heartbeats(worker: Worker) {
     let interval_ms = worker.inner.config.node_heartbeat_interval_ms;
     let timeout_ms = worker.inner.config.request_timeout_ms.min(interval_ms.max(1_000));
-    let mut fan_out = FanOut::new(paths::NODE_HEARTBEAT, MessageKind::NodeHeartbeat);
+    let mut fan_out = FanOut::new(paths::NODE_HEARTBEAT, MessageKind::NodeHeartbeat).with_metrics(&worker.inner.metrics);
     loop {
         let heartbeat = Arc::new(worker.heartbeat());
         let uris = worker.inner.resource_managers.all();

@@ -14,6 +14,7 @@
 //! - [`coordinator`]: admission, query lifecycle, scheduling, the client protocol endpoints.
 //! - [`worker`]: tasks and the memory pool.
 //! - [`node`]: starting any role from its config.
+//! - [`console`]: the web console at `/ui/` (embedded HTML, JavaScript and CSS).
 //! - [`local`]: `fireball local`, a whole cluster on loopback.
 //!
 //! Decisions live in pure structs that take `now_ms` and return what to do
@@ -22,6 +23,7 @@
 //! async drivers around them stay thin.
 
 pub mod config;
+pub mod console;
 pub mod coordinator;
 pub mod discovery;
 pub mod local;

@@ -32,6 +32,8 @@ import time
 import urllib.error
 import urllib.request
 
+import contract_fixture
+
 USER = "console-tester"
 SQL = "SELECT * FROM synthetic(run_time => '180s', memory => '64MB', tasks => 2, rows => 10)"
 NODES = {
@@ -324,6 +326,52 @@ def check_detail(checks, dom, where, query_id):
                  "missing" if kill is None else "disabled")
 
 
+def check_fixture(checks, browser, fixture, artifacts):
+    """The console against contract-shaped answers: every panel, states, escaping."""
+    fx = contract_fixture
+    where = "fixture /ui/"
+    dom = Dom(browser.dump_dom(f"{fixture.origin}/ui/", "fixture-overview"))
+    statuses = {panel: (dom.by_id(panel) or {}).get("data-status") for panel in PANELS}
+    checks.check(all(status == "ok" for status in statuses.values()), f"{where}: every panel renders contract-shaped data",
+                 str(statuses))
+    nodes = {attrs.get("data-node-id"): attrs for attrs in dom.with_attr("data-node-id")}
+    for node in fx.NODES:
+        row = nodes.get(node["nodeId"]) or {}
+        checks.check(row.get("data-role") == node["role"] and row.get("data-state") == node["state"],
+                     f"{where}: node {node['nodeId']} shown as {node['role']} {node['state']}", str(row))
+    checks.check((nodes.get("worker-3") or {}).get("data-failed") == "true", f"{where}: failed node worker-3 shown as failed")
+    rms = {attrs.get("data-rm-id"): attrs.get("data-reachable") for attrs in dom.with_attr("data-rm-id")}
+    checks.check(rms == {"rm-1": "true", "rm-2": "false"}, f"{where}: each RM's reachability shown", str(rms))
+    per_coordinator = {(a.get("data-coordinator"), a.get("data-group")) for a in dom.with_attr("data-group") if a.get("data-coordinator")}
+    checks.check(("coordinator-2", "global.alice") in per_coordinator and ("coordinator-1", "global.mallory") in per_coordinator,
+                 f"{where}: resource groups per coordinator", str(per_coordinator))
+    checks.check(dom.by_id("groups-total") is not None, f"{where}: cluster-wide resource group totals")
+    limits = {a.get("data-group-state") for a in dom.with_attr("data-group-state")}
+    checks.check(limits == {"global", "global.alice"}, f"{where}: resource group limits tree", str(limits))
+    checks.check(bool(dom.with_attr("data-pool", "general")), f"{where}: cluster memory pool shown")
+    workers = {a.get("data-worker"): a.get("data-blocked") for a in dom.with_attr("data-worker")}
+    checks.check(workers == {"worker-1": "false", "worker-2": "true"}, f"{where}: per-worker memory with blocked flag", str(workers))
+    queries = {a.get("data-query-id"): a for a in dom.with_attr("data-query-id")}
+    running = queries.get(fx.RUNNING_ID) or {}
+    checks.check((running.get("data-state"), running.get("data-user"), running.get("data-coordinator"), running.get("data-group"))
+                 == ("RUNNING", "alice", "coordinator-2", "global.alice"), f"{where}: running query row", str(running))
+    checks.check(fx.FAILED_ID not in queries, f"{where}: default filter hides finished queries", str(sorted(queries)))
+    hostile = queries.get(fx.QUEUED_ID) or {}
+    checks.check(hostile.get("data-user") == fx.HOSTILE, f"{where}: a hostile user name is shown as text", str(hostile))
+    checks.check(not [tag for tag, _ in dom.elements if tag == "img"], f"{where}: no markup injected from server strings")
+
+    dom = Dom(browser.dump_dom(f"{fixture.origin}/ui/query.html?{fx.FAILED_ID}", "fixture-query-failed"))
+    facts = dom.by_id("query-facts") or {}
+    checks.check((facts.get("data-state"), facts.get("data-user"), facts.get("data-coordinator")) == ("FAILED", "bob", "coordinator-1"),
+                 "fixture detail: failed query's facts", str(facts))
+    error = dom.text_by_id.get("query-error", "")
+    checks.check("SYNTAX_ERROR" in error and fx.HOSTILE in error, "fixture detail: error name and message shown (as text)", repr(error))
+    checks.check(not [tag for tag, _ in dom.elements if tag == "img"], "fixture detail: no markup injected from the error message")
+    checks.check("disabled" in (dom.by_id("kill-button") or {"disabled": ""}), "fixture detail: no Kill for a finished query")
+    shot = os.path.join(artifacts, "console-fixture.png")
+    checks.check(browser.screenshot(f"{fixture.origin}/ui/", shot), f"fixture screenshot saved to {os.path.abspath(shot)}")
+
+
 def self_test():
     """The DOM checks can fail: a page without the query row or nodes must not pass them."""
     empty = Dom('<html><body><div id="status-banner" data-status="ok"></div>'
@@ -408,6 +456,11 @@ def main():
                      follower.error or "follower stopped")
         shot = browser.screenshot(f"{c1}/ui/", screenshot)
         checks.check(shot, f"screenshot of /ui/ from coordinator-1 saved to {screenshot}")
+        fixture = contract_fixture.Fixture(c1).start()
+        try:
+            check_fixture(checks, browser, fixture, options.artifacts)
+        finally:
+            fixture.stop()
     except Exception as error:  # noqa: BLE001 - reported as a failed check, then the cluster is stopped
         checks.check(False, "test ran to the end", repr(error))
     finally:
@@ -415,6 +468,7 @@ def main():
             follower.cancel()
         if checks.failed:
             cluster.dump_logs()
+            shutil.copytree(cluster.logs, os.path.join(dom_dir, "logs"), dirs_exist_ok=True)
         cluster.stop()
         browser.cleanup()
         shutil.rmtree(root, ignore_errors=True)

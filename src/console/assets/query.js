@@ -16,6 +16,7 @@
   const killResult = document.getElementById("kill-result");
   let lastGoodAt = null;
   let killed = false;
+  let nodeIdByUri = {};
 
   document.getElementById("query-title").textContent = queryId || "(none)";
   document.title = `fireball query ${queryId}`;
@@ -27,7 +28,7 @@
   function render(query) {
     asObject(query, path);
     const stats = query.queryStats || {};
-    const owner = ownerName(query, null);
+    const owner = ownerName(query, nodeIdByUri);
     const ownerAt = ownerUri(query);
     const content = [];
     content.push(el("dl", { class: "facts", id: "query-facts", "data-query-id": query.queryId || "", "data-state": query.state || "",
@@ -71,8 +72,13 @@
       setPanel("panel-query", "error", "No query id: open this page as query.html?{queryId}.", []);
       return ["no query id in the address"];
     }
-    const [servedBy, result] = await Promise.all([showServedBy(), request(path)]);
+    // /v1/node only names the owner when the answer has no coordinatorId; its failure is not shown.
+    const [servedBy, result, nodes] = await Promise.all([showServedBy(), request(path), request("/v1/node")]);
     const failures = servedBy ? [servedBy] : [];
+    if (nodes.ok && Array.isArray(nodes.data)) {
+      nodeIdByUri = {};
+      for (const node of nodes.data) if (node && node.uri && node.nodeId) nodeIdByUri[node.uri] = String(node.nodeId);
+    }
     if (result.ok) {
       try {
         setPanel("panel-query", "ok", "", render(result.data));
@@ -85,7 +91,8 @@
       // Not an outage: the query is unknown or expired. Say so plainly; stop offering Kill.
       const why = result.status === 410 ? "This query has expired from the coordinator's history (410 Gone)."
         : "No coordinator knows this query (404).";
-      setPanel("panel-query", "missing", `${why} ${lastGoodAt ? "Last seen " + lastGoodAt + "." : ""}`, lastGoodAt ? undefined : []);
+      const detail = result.error.split(" — ").slice(1).join(" — ");
+      setPanel("panel-query", "missing", `${why}${detail ? " Server: " + detail + "." : ""}${lastGoodAt ? " Last seen " + lastGoodAt + "." : ""}`, lastGoodAt ? undefined : []);
       killButton.disabled = true;
     } else {
       setPanel("panel-query", "error", result.error + (lastGoodAt ? ` (showing data from ${lastGoodAt})` : ""),

@@ -456,6 +456,24 @@ def main():
                      follower.error or "follower stopped")
         shot = browser.screenshot(f"{c1}/ui/", screenshot)
         checks.check(shot, f"screenshot of /ui/ from coordinator-1 saved to {screenshot}")
+
+        # The request the Kill button sends (a click needs the DevTools protocol; the button's
+        # handler sends exactly this), through coordinator-1, which does not own the query; then
+        # the detail page must show the query killed, with its error, and no Kill button.
+        status, text = http("PUT", f"{c1}/v1/query/{query_id}/killed", "Killed via the fireball console",
+                            {"Content-Type": "text/plain; charset=utf-8"})
+        checks.check(status == 200, "PUT /v1/query/{id}/killed on coordinator-1 kills coordinator-2's query",
+                     f"status {status}: {text[:200]}")
+        deadline = time.time() + 15
+        while time.time() < deadline and (get_json(f"{c2}/v1/query/{query_id}") or {}).get("state") != "FAILED":
+            time.sleep(0.3)
+        dom = Dom(browser.dump_dom(f"{c1}/ui/query.html?{query_id}", "query-killed-coordinator-1"))
+        facts = dom.by_id("query-facts") or {}
+        error = dom.text_by_id.get("query-error", "")
+        checks.check(facts.get("data-state") == "FAILED" and "ADMINISTRATIVELY_KILLED" in error,
+                     "/ui/query.html?{id} from coordinator-1 shows the killed query FAILED with ADMINISTRATIVELY_KILLED",
+                     f"state {facts.get('data-state')!r}, error {error.strip()[:160]!r}")
+        checks.check("disabled" in (dom.by_id("kill-button") or {"disabled": ""}), "no Kill button for the killed query")
         fixture = contract_fixture.Fixture(c1).start()
         try:
             check_fixture(checks, browser, fixture, options.artifacts)

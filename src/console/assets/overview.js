@@ -59,7 +59,7 @@
         el("td", {}, statePill(state)),
         el("td", { class: "mono" }, node.uri || "—"),
         el("td", { class: "num" }, node.age || "—"),
-        el("td", { class: "num" }, num(node.recentRequests)),
+        el("td", { class: "num" }, typeof node.recentRequests === "number" ? node.recentRequests.toFixed(1) : "—"),
         el("td", { class: "num" }, ratio),
         el("td", { class: "num" }, node.lastResponseTime || "—"));
     });

@@ -15,6 +15,7 @@
 //! - [`worker`]: tasks and the memory pool.
 //! - [`node`]: starting any role from its config.
 //! - [`metrics`]: per-node Prometheus metrics at `/metrics`.
+//! - [`console`]: the web console at `/ui/` (embedded HTML, JavaScript and CSS).
 //! - [`local`]: `fireball local`, a whole cluster on loopback.
 //!
 //! Decisions live in pure structs that take `now_ms` and return what to do
@@ -23,6 +24,7 @@
 //! async drivers around them stay thin.
 
 pub mod config;
+pub mod console;
 pub mod coordinator;
 pub mod discovery;
 pub mod memory;

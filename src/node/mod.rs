@@ -107,6 +107,7 @@ pub async fn start(config: NodeConfig, clock: Clock) -> Result<RunningNode, Stri
         }
     };
     let router = role_router.merge(info_router(&config, clock.clone())).merge(crate::metrics::http::router(metrics.clone(), coordinator.clone(), resource_manager));
+    let router = if config.role == Role::Worker { router } else { router.merge(crate::console::router()) };
     let server = http_server::serve(listener, crate::metrics::http::measure_requests(router, &metrics)).map_err(|error| format!("cannot serve on {bind}: {error}"))?;
     tracing::info!(node = %config.node_id, role = config.role.name(), uri = %config.self_uri(), "node started");
     Ok(RunningNode { node_id: config.node_id.clone(), role: config.role, uri: config.self_uri(), server, background, coordinator })

@@ -13,7 +13,8 @@
 //! - [`resource_manager`]: aggregates heartbeats into the cluster view; replicates discovery.
 //! - [`coordinator`]: admission, query lifecycle, scheduling, the client protocol endpoints.
 //! - [`worker`]: tasks and the memory pool.
-//! - [`node`]: starting any role from its config.
+//! - [`node`]: starting any role from its config; `/v1/info` and the node lifecycle.
+//! - [`rest`]: the cluster REST API (Presto paths) and proxying between coordinators and RMs.
 //! - [`local`]: `fireball local`, a whole cluster on loopback.
 //!
 //! Decisions live in pure structs that take `now_ms` and return what to do
@@ -27,6 +28,7 @@ pub mod discovery;
 pub mod local;
 pub mod node;
 pub mod protocol;
+pub mod rest;
 pub mod resource_groups;
 pub mod resource_manager;
 pub mod runtime;

@@ -53,6 +53,8 @@ pub struct Query {
     pub memory_bytes: u64,
     queued_token: u64,
     executing: Option<(u64, QueryResults)>,
+    /// The client was handed a page without `nextUri`: it has seen how the query ended.
+    pub final_page_served: bool,
     /// Woken on every change a long-polling client may be waiting for.
     pub changed: Arc<tokio::sync::Notify>,
     /// Woken once when the query must stop (cancel, abandonment, kill).
@@ -104,6 +106,7 @@ impl Query {
             memory_bytes,
             queued_token: 0,
             executing: None,
+            final_page_served: false,
             changed: Arc::new(tokio::sync::Notify::new()),
             cancel: Arc::new(tokio::sync::Notify::new()),
         }
@@ -181,6 +184,7 @@ impl Query {
         if page.next_uri.is_some() {
             page.error = None;
         }
+        self.final_page_served |= page.next_uri.is_none();
         Ok(page)
     }
 
@@ -206,6 +210,7 @@ impl Query {
             page.data = Some(rows);
         }
         self.executing = Some((token, page.clone()));
+        self.final_page_served |= page.next_uri.is_none();
         Ok(page)
     }
 

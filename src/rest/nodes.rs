@@ -17,6 +17,9 @@ pub const FAILED_NODES_MAX: usize = 1_000;
 pub const FAILED_RETENTION_MS: u64 = 15 * 60_000;
 /// Time constant of the announcement counters.
 const DECAY_MS: f64 = 60_000.0;
+/// An entry refreshed by less than this is the same announcement relayed by a peer RM (its
+/// expiry differs by the replication delay), not a new one.
+const ANNOUNCEMENT_GAP_MS_MIN: u64 = 500;
 /// Failure type reported for a node whose announcement expired.
 const EXPIRED: &str = "fireball.AnnouncementExpired";
 
@@ -55,7 +58,7 @@ impl NodeTracker {
             let previous = self.live.remove(&node_id).or_else(|| self.failed.remove(&node_id).map(|failed| failed.seen));
             let seen = match previous {
                 Some(mut seen) => {
-                    if last_announced_ms > seen.last_announced_ms {
+                    if last_announced_ms >= seen.last_announced_ms + ANNOUNCEMENT_GAP_MS_MIN {
                         seen.recent_announcements = decay(seen.recent_announcements, last_announced_ms - seen.last_announced_ms) + 1.0;
                         seen.last_announced_ms = last_announced_ms;
                     }

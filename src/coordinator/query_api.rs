@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query as UrlQuery, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -290,7 +290,7 @@ async fn resource_group_state(
     request: Request,
 ) -> Response {
     let local_only = params.get("includeLocalInfoOnly").is_some_and(|value| value == "true");
-    if !local_only && proxy::may_forward(request.headers()) && request.method() == Method::GET {
+    if !local_only && proxy::may_forward(request.headers()) {
         return to_resource_manager(State(coordinator), request).await;
     }
     let group_id = group_id_from_path(&group);

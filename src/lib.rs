@@ -13,9 +13,11 @@
 //! - [`resource_manager`]: aggregates heartbeats into the cluster view; replicates discovery.
 //! - [`coordinator`]: admission, query lifecycle, scheduling, the client protocol endpoints.
 //! - [`worker`]: tasks and the memory pool.
-//! - [`node`]: starting any role from its config.
+//! - [`node`]: starting any role from its config; `/v1/info` and the node lifecycle.
+//! - [`rest`]: the cluster REST API (Presto paths) and proxying between coordinators and RMs.
 //! - [`metrics`]: per-node Prometheus metrics at `/metrics`.
 //! - [`console`]: the web console at `/ui/` (embedded HTML, JavaScript and CSS).
+//! - [`memory`]: worker memory pools and the low-memory killer.
 //! - [`local`]: `fireball local`, a whole cluster on loopback.
 //!
 //! Decisions live in pure structs that take `now_ms` and return what to do
@@ -32,6 +34,7 @@ pub mod local;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod rest;
 pub mod resource_groups;
 pub mod resource_manager;
 pub mod runtime;

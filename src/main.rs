@@ -126,9 +126,16 @@ mod production {
         let grace_ms = config.query_client_timeout_ms;
         let node = fireball::node::start(config, Clock::new()).await?;
         println!("fireball {} {} listening on {}", node.role.name(), node.node_id, node.uri);
-        wait_for_shutdown_signal().await;
-        eprintln!("fireball: shutting down {}", node.node_id);
+        // Ctrl-C / SIGTERM, or `PUT /v1/info/state "SHUTTING_DOWN"`: either way the node drains
+        // (bounded by query.client.timeout) and the process exits 0.
+        tokio::select! {
+            biased;
+            _ = wait_for_shutdown_signal() => {}
+            _ = node.shutdown_requested() => {}
+        }
+        tracing::info!(node = %node.node_id, "shutting down");
         node.shutdown(grace_ms).await;
+        tracing::info!("stopped");
         Ok(())
     }
 
@@ -153,9 +160,35 @@ mod production {
             "  curl -s -X POST -H 'X-Presto-User: alice' --data \"SELECT * FROM synthetic(run_time => '1s', memory => '10MB', tasks => 2, rows => 4)\" {coordinator}/v1/statement"
         );
         println!("Press Ctrl-C to stop.");
-        wait_for_shutdown_signal().await;
+        // Each node stops on its own when asked to (`PUT /v1/info/state`); Ctrl-C stops them all.
+        let (stop_all, _) = tokio::sync::broadcast::channel::<()>(1);
+        let mut running = Vec::new();
         for node in nodes {
-            node.shutdown(5_000).await;
+            let mut stop = stop_all.subscribe();
+            running.push(tokio::spawn(async move {
+                let grace_ms = tokio::select! {
+                    biased;
+                    _ = stop.recv() => 5_000,
+                    _ = node.shutdown_requested() => 300_000,
+                };
+                tracing::info!(node = %node.node_id, "shutting down");
+                node.shutdown(grace_ms).await;
+            }));
+        }
+        let all_stopped = async {
+            for node in &mut running {
+                let _ = node.await;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = wait_for_shutdown_signal() => {
+                let _ = stop_all.send(());
+                for node in running {
+                    let _ = node.await;
+                }
+            }
+            _ = all_stopped => {}
         }
         Ok(())
     }

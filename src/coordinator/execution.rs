@@ -2,6 +2,9 @@
 //! workers, which are created, polled (the poll doubles as the keep-alive workers expect) and
 //! drained of their rows. Rows are handed to the query as each task finishes, so clients see data
 //! while other tasks still run.
+//!
+//! Everything here runs inside the query's tracing span (see `Coordinator::start_query`), so every
+//! log line carries the query id.
 
 use axum::http::Method;
 use tokio::sync::mpsc;
@@ -84,10 +87,11 @@ async fn run_synthetic(coordinator: &Coordinator, query_id: &str, spec: &Synthet
         task_handles.created.push((task_id.clone(), candidates.clone()));
         let driver = TaskDriver { coordinator: coordinator.clone(), task_id, request, candidates };
         let results_tx = results_tx.clone();
-        task_handles.drivers.push(crate::runtime::spawn(async move {
+        // Spawned tasks do not inherit the span by themselves; this one is the query's work too.
+        task_handles.drivers.push(crate::runtime::spawn(tracing::Instrument::in_current_span(async move {
             let outcome = driver.run().await;
             let _ = results_tx.send(outcome).await;
-        }));
+        })));
     }
     drop(results_tx);
     let mut remaining = spec.tasks;
@@ -135,7 +139,7 @@ impl Drop for TaskCleanup {
         let client = self.coordinator.inner.client.clone();
         let timeout_ms = self.coordinator.config().request_timeout_ms;
         let tasks = std::mem::take(&mut self.created);
-        crate::runtime::spawn(async move {
+        crate::runtime::spawn(tracing::Instrument::in_current_span(async move {
             for (task_id, candidates) in tasks {
                 // The task may have landed on any candidate; DELETE of an unknown task is harmless.
                 for worker in candidates {
@@ -144,7 +148,7 @@ impl Drop for TaskCleanup {
                     let _ = client.send(request).await;
                 }
             }
-        });
+        }));
     }
 }
 

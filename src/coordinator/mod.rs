@@ -9,10 +9,12 @@
 //! - [`scheduler`]: which workers get a query's tasks (pure);
 //! - [`execution`]: the async driver that runs a started query's tasks on workers;
 //! - [`rm_sync`]: batched query heartbeats to every RM and polling one RM for the cluster view;
-//! - [`statement_api`]: the HTTP handlers of the client protocol.
+//! - [`statement_api`]: the HTTP handlers of the client protocol;
+//! - [`query_api`]: `/v1/query/{id}`, `/v1/queryState` and the cluster REST a coordinator proxies.
 
 mod execution;
 pub mod query;
+mod query_api;
 mod rm_sync;
 pub mod scheduler;
 mod statement_api;
@@ -37,6 +39,11 @@ use crate::wire::ClusterView;
 /// Queries a coordinator holds at most (queued + running + history); beyond it new queries are
 /// refused with QUERY_QUEUE_FULL rather than growing without bound.
 const QUERIES_HELD_MAX: usize = 100_000;
+/// How often a draining coordinator looks whether its queries are done.
+const DRAIN_POLL_MS: u64 = 100;
+/// After its queries ended, how long a draining coordinator waits for their clients to read the
+/// last page (a client polls at least every few seconds; one that went away must not hold it).
+const DRAIN_LAST_PAGE_WAIT_MS: u64 = 30_000;
 
 #[derive(Clone)]
 pub struct Coordinator {
@@ -131,7 +138,7 @@ impl Coordinator {
     }
 
     pub fn router(&self) -> axum::Router {
-        statement_api::router(self.clone())
+        statement_api::router(self.clone()).merge(query_api::router(self.clone()))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -167,6 +174,8 @@ impl Coordinator {
             state.next_query_number % 100_000,
             self.inner.id_suffix
         );
+        // Every log line about this query, here and in what it calls, carries its id.
+        let _span = query_span(&query_id).entered();
         let slug = format!("x{:016x}{:016x}", self.inner.rng.next_u64(), self.inner.rng.next_u64());
         let (query_type, plan, parse_failure) = match parsed {
             Ok(parsed) => (parsed.query_type, parsed.plan, None),
@@ -217,6 +226,7 @@ impl Coordinator {
             }
         };
         if let Some(failure) = refusal {
+            tracing::info!(user = %query.session.user, error = %failure, "query refused");
             // Refused before admission: the client still got an id, so the oracle hears of it.
             self.record_created(&state.admission, &query, false);
             query.fail(failure, now_ms);
@@ -256,12 +266,13 @@ impl Coordinator {
             group: query.group.clone(),
             limits: admission.limits_to_root(&query.group).into_iter().map(|(group, hard, _)| (group, hard)).collect(),
         });
-        tracing::info!(query_id = %query.id, "query started");
+        let span = query_span(&query.id);
+        span.in_scope(|| tracing::info!(user = %query.session.user, group = %query.group, "query started"));
         // Other coordinators must learn of the start promptly: it is what keeps their view of
         // this group's running count fresh (a start left to the next interval is invisible for
         // up to a second, and every coordinator then admits into the same slots).
         self.inner.heartbeat_due.notify_one();
-        crate::runtime::spawn(execution::execute(self.clone(), query.id.clone()));
+        crate::runtime::spawn(tracing::Instrument::instrument(execution::execute(self.clone(), query.id.clone()), span));
     }
 
     /// A worker reported what one of the query's tasks holds. Enforces `query.max-memory` and
@@ -310,7 +321,8 @@ impl Coordinator {
         if !query.fail(failure, now_ms) {
             return true;
         }
-        tracing::info!(%query_id, error = %query.failure.as_ref().map(|f| f.to_string()).unwrap_or_default(), "query failed");
+        let _span = query_span(query_id).entered();
+        tracing::info!(error = %query.failure.as_ref().map(|f| f.to_string()).unwrap_or_default(), "query failed");
         self.record_finished(query);
         state.admission.remove(query_id);
         drop(state);
@@ -326,7 +338,8 @@ impl Coordinator {
             return;
         }
         query.finish(now_ms);
-        tracing::info!(%query_id, rows = query.rows_produced, "query finished");
+        let _span = query_span(query_id).entered();
+        tracing::info!(rows = query.rows_produced, "query finished");
         self.record_finished(query);
         let (group, cpu_ms) = (query.group.clone(), query.cpu_ms());
         state.admission.remove(query_id);
@@ -444,15 +457,40 @@ impl Coordinator {
         }
     }
 
-    /// Stops accepting queries; returns once running and queued ones are done (bounded by caller).
-    pub async fn drain(&self) {
+    /// From now on new queries are refused with SERVER_SHUTTING_DOWN; admitted ones carry on.
+    pub fn begin_shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops accepting queries; returns once running and queued ones are done and their clients
+    /// have read their last page (bounded by the caller; the last step also by
+    /// `DRAIN_LAST_PAGE_WAIT_MS`, so a client that went away cannot hold the node).
+    pub async fn drain(&self) {
+        self.begin_shutdown();
+        let pending: Vec<String> =
+            self.lock().queries.values().filter(|query| !query.is_done()).map(|query| query.id.clone()).collect();
         loop {
             let active = self.lock().queries.values().filter(|query| !query.is_done()).count();
             if active == 0 {
-                return;
+                break;
             }
-            crate::runtime::sleep_ms(100).await;
+            crate::runtime::sleep_ms(DRAIN_POLL_MS).await;
+        }
+        let unread = || {
+            let state = self.lock();
+            // A client that cancelled or abandoned its query will not come back for the last page.
+            let gone = |query: &Query| {
+                query.failure.as_ref().is_some_and(|failure| failure.code == USER_CANCELED || failure.code == errors::ABANDONED_QUERY)
+            };
+            pending.iter().filter(|id| state.queries.get(*id).is_some_and(|query| !query.final_page_served && !gone(query))).count()
+        };
+        let read = crate::runtime::timeout_ms(DRAIN_LAST_PAGE_WAIT_MS, async {
+            while unread() > 0 {
+                crate::runtime::sleep_ms(DRAIN_POLL_MS).await;
+            }
+        });
+        if read.await.is_none() {
+            tracing::warn!(queries = unread(), "clients did not read their queries' last pages before shutdown");
         }
     }
 
@@ -473,6 +511,13 @@ async fn run_housekeeping(coordinator: Coordinator) {
         crate::runtime::sleep_ms(1_000).await;
         coordinator.housekeeping();
     }
+}
+
+/// The span all of one query's work runs in: log lines inside carry `query_id`. It is a root span:
+/// one query's work may start another (a query ending dispatches the next), and that one's lines
+/// must carry only its own id.
+fn query_span(query_id: &str) -> tracing::Span {
+    tracing::info_span!(parent: None, "query", query_id = %query_id)
 }
 
 /// Five base-32 characters derived from the node id (FNV-1a), like Presto's coordinator id part.

@@ -57,6 +57,8 @@ pub struct Query {
     pub peak_reserved_bytes: u64,
     queued_token: u64,
     executing: Option<(u64, QueryResults)>,
+    /// The client was handed a page without `nextUri`: it has seen how the query ended.
+    pub final_page_served: bool,
     /// Woken on every change a long-polling client may be waiting for.
     pub changed: Arc<tokio::sync::Notify>,
     /// Woken once when the query must stop (cancel, abandonment, kill).
@@ -110,6 +112,7 @@ impl Query {
             peak_reserved_bytes: 0,
             queued_token: 0,
             executing: None,
+            final_page_served: false,
             changed: Arc::new(tokio::sync::Notify::new()),
             cancel: Arc::new(tokio::sync::Notify::new()),
         }
@@ -202,6 +205,7 @@ impl Query {
         if page.next_uri.is_some() {
             page.error = None;
         }
+        self.final_page_served |= page.next_uri.is_none();
         Ok(page)
     }
 
@@ -227,6 +231,7 @@ impl Query {
             page.data = Some(rows);
         }
         self.executing = Some((token, page.clone()));
+        self.final_page_served |= page.next_uri.is_none();
         Ok(page)
     }
 

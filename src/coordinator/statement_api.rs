@@ -1,7 +1,7 @@
 //! HTTP handlers of the Presto client protocol on a coordinator.
 //!
-//! `POST /v1/statement`, `GET|DELETE /v1/statement/{queued|executing}/{id}/{token}?slug=…`,
-//! `GET|DELETE /v1/query/{id}`. GETs long-poll up to `maxWait` (default 1 s, at most 10 s) for
+//! `POST /v1/statement`, `GET|DELETE /v1/statement/{queued|executing}/{id}/{token}?slug=…`
+//! (`/v1/query/{id}` and the cluster endpoints are in `query_api`). GETs long-poll up to `maxWait` (default 1 s, at most 10 s) for
 //! something new. Every URI handed out is absolute and names this coordinator, so clients that
 //! entered through a load balancer keep talking to the coordinator that owns their query.
 
@@ -16,7 +16,6 @@ use axum::{Json, Router};
 
 use super::query::PageError;
 use super::Coordinator;
-use crate::protocol::query_info::basic_query_info;
 use crate::protocol::SessionContext;
 
 const MAX_WAIT_MS_DEFAULT: u64 = 1_000;
@@ -27,8 +26,6 @@ pub fn router(coordinator: Coordinator) -> Router {
         .route("/v1/statement", post(post_statement))
         .route("/v1/statement/queued/{query_id}/{token}", get(get_queued).delete(delete_statement))
         .route("/v1/statement/executing/{query_id}/{token}", get(get_executing).delete(delete_statement))
-        .route("/v1/query/{query_id}", get(get_query).delete(delete_query))
-        .route("/v1/resourceGroupState/{*group}", get(get_resource_group_state))
         .with_state(coordinator)
 }
 
@@ -171,44 +168,4 @@ async fn delete_statement(
     }
     coordinator.cancel(&query_id);
     StatusCode::NO_CONTENT.into_response()
-}
-
-async fn delete_query(State(coordinator): State<Coordinator>, Path(query_id): Path<String>) -> Response {
-    if coordinator.cancel(&query_id) {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        text(StatusCode::NOT_FOUND, "Query not found")
-    }
-}
-
-async fn get_query(State(coordinator): State<Coordinator>, Path(query_id): Path<String>) -> Response {
-    let state = coordinator.lock();
-    match state.queries.get(&query_id) {
-        Some(query) => {
-            let message = query.failure.as_ref().map(|failure| failure.message.as_str());
-            Json(basic_query_info(&query.summary(), coordinator.self_uri(), message)).into_response()
-        }
-        None => text(StatusCode::GONE, "Query not found"),
-    }
-}
-
-/// `GET /v1/resourceGroupState/{segment/segment…}`: Presto's `ResourceGroupInfo`. With
-/// `includeLocalInfoOnly=true` only this coordinator's queries count; otherwise its numbers are
-/// merged with the RM's counts of every other coordinator (its admission view).
-async fn get_resource_group_state(
-    State(coordinator): State<Coordinator>,
-    Path(group): Path<String>,
-    UrlQuery(params): UrlQuery<BTreeMap<String, String>>,
-) -> Response {
-    let group_id = group_id_from_path(&group);
-    let local_only = params.get("includeLocalInfoOnly").is_some_and(|value| value == "true");
-    match coordinator.resource_group_info(&group_id, !local_only) {
-        Some(info) => Json(info).into_response(),
-        None => text(StatusCode::NOT_FOUND, format!("Resource group {group_id} not found")),
-    }
-}
-
-/// `adhoc/bi-tool` (URL-decoded by the router) is the group `adhoc.bi-tool`.
-pub fn group_id_from_path(path: &str) -> String {
-    path.split('/').filter(|segment| !segment.is_empty()).collect::<Vec<_>>().join(".")
 }

@@ -9,7 +9,7 @@ use crate::runtime::http_client::HttpClient;
 use crate::runtime::rng::NodeRng;
 use crate::runtime::sim_hooks::MessageKind;
 use crate::runtime::Clock;
-use crate::wire::{paths, AnnounceResponse, Announcement, NodeRef};
+use crate::wire::{paths, AnnounceResponse, Announcement, NodeRef, NodeState};
 
 /// How long an RM that failed a request is passed over when choosing one to poll.
 const SUSPECT_MS: u64 = 1_000;
@@ -81,18 +81,30 @@ impl ResourceManagers {
     }
 }
 
-/// Announces `announcement` every `interval_ms`, forever (until the task is dropped).
+/// Announces `announcement` every `interval_ms`, forever (until the task is dropped), carrying the
+/// node's current `state`; a state change is announced at once, so discovery (and `/v1/node`, and
+/// the workers coordinators schedule on) learns of a shutdown without waiting for the interval.
 pub async fn run_announcer(
     client: HttpClient,
     clock: Clock,
     resource_managers: ResourceManagers,
-    announcement: Announcement,
+    mut announcement: Announcement,
+    mut state: tokio::sync::watch::Receiver<NodeState>,
     interval_ms: u64,
     timeout_ms: u64,
 ) {
     loop {
+        announcement.state = *state.borrow_and_update();
         announce_once(&client, &clock, &resource_managers, &announcement, timeout_ms).await;
-        crate::runtime::sleep_ms(interval_ms).await;
+        let changed = tokio::select! {
+            biased;
+            changed = state.changed() => changed.is_ok(),
+            _ = crate::runtime::sleep_ms(interval_ms) => true,
+        };
+        if !changed {
+            // The lifecycle is gone (the node is stopping): keep the interval, never spin.
+            crate::runtime::sleep_ms(interval_ms).await;
+        }
     }
 }
 

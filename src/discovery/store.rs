@@ -127,7 +127,7 @@ mod tests {
     use super::*;
 
     fn announcement(node_id: &str, role: Role) -> Announcement {
-        Announcement { node_id: node_id.into(), role, uri: format!("http://{node_id}"), environment: "test".into() }
+        Announcement { node_id: node_id.into(), role, uri: format!("http://{node_id}"), environment: "test".into(), state: Default::default() }
     }
 
     #[test]

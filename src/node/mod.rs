@@ -2,7 +2,10 @@
 //! the simulator all start nodes through [`start`], so simulation exercises the production path.
 
 pub mod fanout;
+pub mod lifecycle;
 
+use axum::body::Bytes;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -19,6 +22,7 @@ use crate::runtime::rng::NodeRng;
 use crate::runtime::Clock;
 use crate::wire::Announcement;
 use crate::worker::Worker;
+use lifecycle::{Lifecycle, StateRequest};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -30,7 +34,12 @@ pub struct RunningNode {
     server: ServerHandle,
     background: Vec<tokio::task::JoinHandle<()>>,
     coordinator: Option<Coordinator>,
+    worker: Option<Worker>,
+    lifecycle: Lifecycle,
 }
+
+/// How often a draining node looks whether its work is done.
+const DRAIN_POLL_MS: u64 = 100;
 
 impl RunningNode {
     pub fn local_addr(&self) -> SocketAddr {
@@ -41,11 +50,32 @@ impl RunningNode {
         self.coordinator.as_ref()
     }
 
-    /// Graceful stop: a coordinator first finishes what it runs (bounded by `grace_ms`).
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// Returns once someone asked this node to shut down (`PUT /v1/info/state`).
+    pub async fn shutdown_requested(&self) {
+        self.lifecycle.shutdown_requested().await
+    }
+
+    /// Graceful stop: a coordinator first finishes what it runs and a worker its tasks (bounded
+    /// by `grace_ms`); an RM just stops.
     pub async fn shutdown(self, grace_ms: u64) {
+        self.lifecycle.begin_shutdown();
         if let Some(coordinator) = &self.coordinator {
             if crate::runtime::timeout_ms(grace_ms, coordinator.drain()).await.is_none() {
                 tracing::warn!(node = %self.node_id, "queries still running at shutdown");
+            }
+        }
+        if let Some(worker) = &self.worker {
+            let drained = crate::runtime::timeout_ms(grace_ms, async {
+                while worker.unfinished_tasks() > 0 {
+                    crate::runtime::sleep_ms(DRAIN_POLL_MS).await;
+                }
+            });
+            if drained.await.is_none() {
+                tracing::warn!(node = %self.node_id, tasks = worker.unfinished_tasks(), "tasks still running at shutdown");
             }
         }
         for task in &self.background {
@@ -67,6 +97,8 @@ pub async fn start(config: NodeConfig, clock: Clock) -> Result<RunningNode, Stri
     let mut background = Vec::new();
     let mut coordinator = None;
     let mut resource_manager = None;
+    let mut worker = None;
+    let lifecycle = Lifecycle::new();
     let role_router = match config.role {
         Role::ResourceManager => {
             let rm = ResourceManager::new(config.clone(), clock.clone(), client.clone(), metrics.clone());
@@ -82,42 +114,74 @@ pub async fn start(config: NodeConfig, clock: Clock) -> Result<RunningNode, Stri
                 let node = Coordinator::new(config.clone(), clock.clone(), rng.clone(), client.clone(), resource_managers.clone(), metrics.clone())?;
                 background.extend(node.spawn_background());
                 let router = node.router();
+                let draining = node.clone();
+                lifecycle.on_shutdown(move || draining.begin_shutdown());
                 coordinator = Some(node);
                 router
             } else {
                 let node = Worker::new(config.clone(), clock.clone(), client.clone(), resource_managers.clone(), metrics.clone());
                 background.extend(node.spawn_background());
-                node.router()
+                let router = refuse_tasks_while_shutting_down(node.router(), lifecycle.clone(), config.node_id.clone());
+                worker = Some(node);
+                router
             };
             let announcement = Announcement {
                 node_id: config.node_id.clone(),
                 role: config.role,
                 uri: config.self_uri(),
                 environment: config.environment.clone(),
+                state: lifecycle.state(),
             };
             background.push(crate::runtime::spawn(run_announcer(
                 client.clone(),
                 clock.clone(),
                 resource_managers,
                 announcement,
+                lifecycle.subscribe(),
                 config.announce_interval_ms,
                 config.request_timeout_ms,
             )));
             router
         }
     };
-    let router = role_router.merge(info_router(&config, clock.clone())).merge(crate::metrics::http::router(metrics.clone(), coordinator.clone(), resource_manager));
+    let router = role_router.merge(info_router(&config, clock.clone(), lifecycle.clone())).merge(crate::metrics::http::router(metrics.clone(), coordinator.clone(), resource_manager));
     let router = if config.role == Role::Worker { router } else { router.merge(crate::console::router()) };
     let server = http_server::serve(listener, crate::metrics::http::measure_requests(router, &metrics)).map_err(|error| format!("cannot serve on {bind}: {error}"))?;
     tracing::info!(node = %config.node_id, role = config.role.name(), uri = %config.self_uri(), "node started");
-    Ok(RunningNode { node_id: config.node_id.clone(), role: config.role, uri: config.self_uri(), server, background, coordinator })
+    Ok(RunningNode {
+        node_id: config.node_id.clone(),
+        role: config.role,
+        uri: config.self_uri(),
+        server,
+        background,
+        coordinator,
+        worker,
+        lifecycle,
+    })
+}
+
+/// A worker that is shutting down finishes its tasks but creates no new ones: `503` (coordinators
+/// then place the task on another worker).
+fn refuse_tasks_while_shutting_down(router: Router, lifecycle: Lifecycle, node_id: String) -> Router {
+    router.route_layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+        let (lifecycle, node_id) = (lifecycle.clone(), node_id.clone());
+        async move {
+            if request.method() == Method::POST && lifecycle.is_shutting_down() {
+                let message = format!("worker {node_id} is shutting down: it takes no new tasks");
+                return crate::rest::proxy::text(StatusCode::SERVICE_UNAVAILABLE, message);
+            }
+            next.run(request).await
+        }
+    }))
 }
 
 /// `/v1/info`, `/v1/info/state` and `/v1/info/coordinator`, on every node.
-fn info_router(config: &NodeConfig, clock: Clock) -> Router {
+fn info_router(config: &NodeConfig, clock: Clock, lifecycle: Lifecycle) -> Router {
     let is_coordinator = config.role == Role::Coordinator;
     let environment = config.environment.clone();
+    let node_id = config.node_id.clone();
     let started_ms = clock.now_ms();
+    let state_lifecycle = lifecycle.clone();
     Router::new()
         .route(
             "/v1/info",
@@ -135,12 +199,37 @@ fn info_router(config: &NodeConfig, clock: Clock) -> Router {
                 }
             }),
         )
-        .route("/v1/info/state", get(|| async { Json("ACTIVE") }))
+        .route(
+            "/v1/info/state",
+            get(move || {
+                let state = state_lifecycle.state();
+                async move { Json(state.name()) }
+            })
+            .put(move |body: Bytes| {
+                let (lifecycle, node_id) = (lifecycle.clone(), node_id.clone());
+                async move { put_state(&lifecycle, &node_id, &body) }
+            }),
+        )
         .route(
             "/v1/info/coordinator",
             get(move || async move {
-                let status = if is_coordinator { axum::http::StatusCode::OK } else { axum::http::StatusCode::NOT_FOUND };
+                let status = if is_coordinator { StatusCode::OK } else { StatusCode::NOT_FOUND };
                 Response::from(status.into_response())
             }),
         )
+}
+
+/// `PUT /v1/info/state`: `"SHUTTING_DOWN"` starts a graceful shutdown (the process exits once the
+/// node's work is done); anything else is refused with the reason.
+fn put_state(lifecycle: &Lifecycle, node_id: &str, body: &[u8]) -> Response {
+    match lifecycle::parse_state_request(body, lifecycle.state()) {
+        Ok(StateRequest::Shutdown) => {
+            if lifecycle.begin_shutdown() {
+                tracing::info!(node = %node_id, "shutdown requested: finishing running work, taking none");
+            }
+            StatusCode::OK.into_response()
+        }
+        Ok(StateRequest::StayActive) => StatusCode::OK.into_response(),
+        Err(message) => crate::rest::proxy::text(StatusCode::BAD_REQUEST, message),
+    }
 }

@@ -219,6 +219,11 @@ impl ClusterState {
         }
         queries
     }
+
+    /// `(coordinator id, uri)` of every coordinator whose heartbeats the RM holds, by id.
+    pub fn coordinators(&self) -> Vec<(String, String)> {
+        self.coordinators.iter().map(|(id, coordinator)| (id.clone(), coordinator.uri.clone())).collect()
+    }
 }
 
 fn named(group: &str) -> GroupCounts {

@@ -8,6 +8,7 @@
 //! periodic push is what lets a restarted RM, or one that was partitioned, catch up.
 
 pub mod cluster_state;
+mod rest;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,12 +26,11 @@ use crate::config::{NodeConfig, Role};
 use crate::discovery::store::Change;
 use crate::discovery::DiscoveryStore;
 use crate::node::fanout::FanOut;
-use crate::protocol::query_info::basic_query_info;
 use crate::runtime::http_client::HttpClient;
 use crate::runtime::sim_hooks::MessageKind;
 use crate::runtime::Clock;
 use crate::wire::{
-    paths, AnnounceResponse, Announcement, ClusterView, NodeHeartbeat, NodeRef, QueryHeartbeat, QueryState,
+    paths, AnnounceResponse, Announcement, ClusterView, NodeHeartbeat, NodeRef, QueryHeartbeat,
     ReplicatedEntry, ReplicationBatch,
 };
 
@@ -49,6 +49,8 @@ struct Inner {
     discovery: Mutex<DiscoveryStore>,
     cluster: Mutex<ClusterState>,
     metrics: crate::metrics::Metrics,
+    /// What `/v1/node` and `/v1/node/failed` answer, refreshed from discovery on every expiry tick.
+    nodes: Mutex<crate::rest::nodes::NodeTracker>,
 }
 
 impl ResourceManager {
@@ -67,6 +69,7 @@ impl ResourceManager {
                 discovery: Mutex::new(DiscoveryStore::new()),
                 cluster: Mutex::new(cluster),
                 metrics,
+                nodes: Mutex::new(crate::rest::nodes::NodeTracker::new()),
             }),
         }
     }
@@ -91,9 +94,8 @@ impl ResourceManager {
             .route(paths::NODE_HEARTBEAT, post(node_heartbeat))
             .route(paths::QUERY_HEARTBEAT, post(query_heartbeat))
             .route(paths::CLUSTER_VIEW, get(cluster_view))
-            .route("/v1/query", get(list_queries))
-            .route("/v1/cluster", get(cluster_stats))
             .route("/v1/resourceGroupState/{*group}", get(resource_group_state))
+            .merge(rest::router())
             .with_state(self.clone())
     }
 
@@ -111,6 +113,7 @@ impl ResourceManager {
             role: Role::ResourceManager,
             uri: self.inner.config.self_uri(),
             environment: self.inner.config.environment.clone(),
+            state: Default::default(),
         }
     }
 
@@ -160,13 +163,24 @@ impl ResourceManager {
         let now_ms = self.now_ms();
         let resource_managers = self.node_refs(Role::ResourceManager);
         let coordinators = self.node_refs(Role::Coordinator);
+        // A worker that is shutting down finishes its tasks but takes no new ones: coordinators
+        // must not schedule on it.
+        let draining: std::collections::BTreeSet<String> = self
+            .discovery()
+            .by_role(Role::Worker, now_ms)
+            .into_iter()
+            .filter(|worker| worker.state == crate::wire::NodeState::ShuttingDown)
+            .map(|worker| worker.node_id)
+            .collect();
         let cluster = self.cluster();
+        let mut workers = if with_nodes { cluster.workers(now_ms) } else { Vec::new() };
+        workers.retain(|worker| !draining.contains(&worker.node_id));
         ClusterView {
             resource_manager_id: self.inner.config.node_id.clone(),
             resource_managers,
             coordinators,
             groups: cluster.group_counts(excluding),
-            workers: if with_nodes { cluster.workers(now_ms) } else { Vec::new() },
+            workers,
             memory: if with_nodes { cluster.memory(now_ms) } else { Default::default() },
         }
     }
@@ -237,45 +251,13 @@ async fn cluster_view(State(rm): State<ResourceManager>, UrlQuery(params): UrlQu
     Json(rm.cluster_view(params.get("excluding").map(String::as_str), with_nodes)).into_response()
 }
 
-async fn list_queries(State(rm): State<ResourceManager>) -> Response {
-    let queries: Vec<serde_json::Value> = rm
-        .cluster()
-        .queries()
-        .into_iter()
-        .map(|(coordinator_uri, query)| basic_query_info(&query, &coordinator_uri, None))
-        .collect();
-    Json(queries).into_response()
-}
-
-async fn cluster_stats(State(rm): State<ResourceManager>) -> Response {
-    let now_ms = rm.now_ms();
-    let cluster = rm.cluster();
-    let queries = cluster.queries();
-    let count = |state: QueryState| queries.iter().filter(|(_, query)| query.state == state).count();
-    let workers = cluster.workers(now_ms);
-    let memory = cluster.memory(now_ms);
-    Json(json!({
-        "runningQueries": count(QueryState::Running),
-        "blockedQueries": 0,
-        "queuedQueries": count(QueryState::Queued),
-        "activeWorkers": workers.len(),
-        "runningDrivers": 0,
-        "runningTasks": workers.iter().map(|worker| worker.cpu.running_tasks).sum::<u32>(),
-        "reservedMemory": memory.reserved_bytes as f64,
-        "totalInputRows": 0,
-        "totalInputBytes": 0,
-        "totalCpuTimeSecs": 0,
-        "adjustedQueueSize": 0,
-    }))
-    .into_response()
-}
-
 async fn run_expiry(rm: ResourceManager) {
     loop {
         crate::runtime::sleep_ms(EXPIRY_INTERVAL_MS).await;
         let now_ms = rm.now_ms();
         rm.cluster().expire(now_ms);
         rm.discovery().expire(now_ms);
+        rm.track_nodes(now_ms);
     }
 }
 

@@ -24,6 +24,28 @@ pub struct Announcement {
     pub role: Role,
     pub uri: String,
     pub environment: String,
+    /// Absent from older announcements: a node that does not say is active.
+    #[serde(default)]
+    pub state: NodeState,
+}
+
+/// A node's own lifecycle state, as `GET /v1/info/state` reports it (Presto's `NodeState`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum NodeState {
+    #[default]
+    Active,
+    /// Finishing its work before it exits; takes nothing new.
+    ShuttingDown,
+}
+
+impl NodeState {
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeState::Active => "ACTIVE",
+            NodeState::ShuttingDown => "SHUTTING_DOWN",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

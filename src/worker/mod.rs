@@ -102,6 +102,12 @@ impl Worker {
         vec![crate::runtime::spawn(run_heartbeats(self.clone())), crate::runtime::spawn(run_reaper(self.clone()))]
     }
 
+    /// Tasks a graceful shutdown waits for: running, waiting for memory, or finished with rows
+    /// their coordinator has not fetched yet.
+    pub fn unfinished_tasks(&self) -> usize {
+        self.lock().tasks.values().filter(|task| matches!(task.state, TaskState::Blocked | TaskState::Running | TaskState::Finished)).count()
+    }
+
     fn status(&self, state: &WorkerState, task_id: &str, task: &Task) -> TaskStatus {
         TaskStatus {
             task_id: task_id.to_string(),
@@ -284,7 +290,8 @@ async fn create_task(State(worker): State<Worker>, Path(task_id): Path<String>, 
     let Some(task) = state.tasks.get(&task_id) else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
     let status = worker.status(&state, &task_id, task);
     drop(state);
-    crate::runtime::spawn(run_task(worker.clone(), task_id, request));
+    let span = tracing::info_span!("task", query_id = %request.query_id, task_id = %task_id);
+    crate::runtime::spawn(tracing::Instrument::instrument(run_task(worker.clone(), task_id, request), span));
     Json(status).into_response()
 }
 
@@ -464,7 +471,8 @@ async fn run_reaper(worker: Worker) {
             .map(|(task_id, _)| task_id.clone())
             .collect();
         for task_id in abandoned {
-            tracing::warn!(%task_id, "abandoning task: its coordinator stopped polling it");
+            let query_id = state.tasks.get(&task_id).map(|task| task.query_id.clone()).unwrap_or_default();
+            tracing::warn!(%query_id, %task_id, "abandoning task: its coordinator stopped polling it");
             worker.stop_task(&mut state, &task_id, TaskState::Abandoned);
         }
         state.cancelled.retain(|_, cancelled_ms| now_ms.saturating_sub(*cancelled_ms) < FINISHED_TASK_RETENTION_MS);

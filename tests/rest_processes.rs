@@ -1,0 +1,268 @@
+//! The cluster REST API across real processes (`fireball server --etc DIR`: 2 RMs, 2 coordinators,
+//! 2 workers on loopback), as an operator or the web console uses it:
+//!
+//! - a query running on coordinator-2 is visible from coordinator-1 and from an RM (proxied
+//!   coordinator → RM → owner), and killed from coordinator-1;
+//! - `/v1/cluster`, `/v1/node`, `/v1/cluster/memory` asked on a coordinator answer from an RM;
+//! - `PUT /v1/info/state "SHUTTING_DOWN"` lets a coordinator's query finish, refuses new ones and
+//!   ends the process with status 0;
+//! - with every RM dead, a proxied request answers 503 promptly instead of hanging.
+#![cfg(not(madsim))]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use fireball::protocol::client::StatementClient;
+use fireball::runtime::http_client::{HttpClient, Request, Response};
+use fireball::runtime::sim_hooks::MessageKind;
+use hyper::Method;
+use serde_json::Value;
+
+const NAMES: [&str; 6] = ["rm-1", "rm-2", "coordinator-1", "coordinator-2", "worker-1", "worker-2"];
+
+/// Child processes, killed when the test ends however it ends.
+struct Cluster {
+    children: BTreeMap<String, Child>,
+    uris: BTreeMap<String, String>,
+    logs: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for name in self.children.keys() {
+                let log = std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                eprintln!("---- {name} (last lines) ----");
+                tail.into_iter().rev().for_each(|line| eprintln!("{line}"));
+            }
+        }
+        for child in self.children.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Cluster {
+    fn uri(&self, name: &str) -> String {
+        self.uris[name].clone()
+    }
+
+    fn kill(&mut self, name: &str) {
+        let child = self.children.get_mut(name).expect("known node");
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+    }
+
+    /// Waits (bounded) for a node's process to exit by itself.
+    async fn exit_status(&mut self, name: &str, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.children.get_mut(name).expect("known node").try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{name} did not exit within {within:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn start_cluster() -> Cluster {
+    let root = std::env::temp_dir().join(format!("fireball-rest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let ports: BTreeMap<&str, u16> = NAMES.iter().map(|name| (*name, free_port())).collect();
+    let uri = |name: &str| format!("http://127.0.0.1:{}", ports[name]);
+    let rm_uris = format!("{},{}", uri("rm-1"), uri("rm-2"));
+    let mut cluster = Cluster { children: BTreeMap::new(), uris: BTreeMap::new(), logs: root.join("logs") };
+    std::fs::create_dir_all(&cluster.logs).expect("log dir");
+    for name in NAMES {
+        let node = format!(
+            "node.environment=test\nnode.id={name}\nnode.internal-address=127.0.0.1\nnode.data-dir={}\n",
+            root.join(name).join("data").display()
+        );
+        let common = format!(
+            "http-server.http.port={}\nhttp-server.bind-address=127.0.0.1\nresource-manager-enabled=true\n\
+             internal-communication.request-timeout=2s\n",
+            ports[name]
+        );
+        let role = if name.starts_with("rm-") {
+            format!("resource-manager=true\ncoordinator=false\ndiscovery-server.enabled=true\ndiscovery-server.peers={rm_uris}\n")
+        } else if name.starts_with("coordinator-") {
+            format!("coordinator=true\ndiscovery.uri={rm_uris}\n")
+        } else {
+            format!("coordinator=false\ndiscovery.uri={rm_uris}\nmemory.pool-size=1GB\n")
+        };
+        let etc = root.join(name).join("etc");
+        std::fs::create_dir_all(&etc).expect("etc dir");
+        std::fs::write(etc.join("node.properties"), node).expect("node.properties");
+        std::fs::write(etc.join("config.properties"), format!("{common}{role}")).expect("config.properties");
+        let log = std::fs::File::create(cluster.logs.join(format!("{name}.log"))).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_fireball"))
+            .args(["server", "--etc"])
+            .arg(&etc)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start fireball server");
+        cluster.children.insert(name.to_string(), child);
+        cluster.uris.insert(name.to_string(), uri(name));
+    }
+    cluster
+}
+
+async fn send(http: &HttpClient, method: Method, url: String, body: &str) -> Response {
+    let request = Request::new(method, url.clone(), MessageKind::Other).text(body.to_string()).timeout_ms(10_000).retries(0);
+    http.send(request).await.unwrap_or_else(|error| panic!("{url}: {error}"))
+}
+
+fn json(response: &Response) -> Value {
+    serde_json::from_slice(&response.body).unwrap_or_else(|error| panic!("not JSON ({error}): {}", String::from_utf8_lossy(&response.body)))
+}
+
+/// GETs `url` until `accept` likes the JSON answer (bounded).
+async fn eventually(http: &HttpClient, url: String, what: &str, accept: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = send(http, Method::GET, url.clone(), "").await;
+        if answer.status == 200 {
+            let value = json(&answer);
+            if accept(&value) {
+                return value;
+            }
+        }
+        assert!(Instant::now() < deadline, "{what}: last answer from {url} was {} {}", answer.status, String::from_utf8_lossy(&answer.body));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_endpoints_proxy_kill_and_shut_down_across_processes() {
+    let mut cluster = start_cluster();
+    let http = HttpClient::new("test", 10_000, 0);
+    let (c1, c2) = (cluster.uri("coordinator-1"), cluster.uri("coordinator-2"));
+    for rm in ["rm-1", "rm-2"] {
+        let url = format!("{}/v1/cluster", cluster.uri(rm));
+        eventually(&http, url, "workers known", |stats| stats["activeWorkers"] == 2).await;
+    }
+
+    // A long query on coordinator-2, followed by its client.
+    let client = StatementClient::new("test-client", "alice");
+    let sql = "SELECT * FROM synthetic(run_time => '30s', memory => '64MB', tasks => 2, rows => 10)";
+    let first = client.submit(&c2, sql).await.expect("submitted");
+    let query_id = first["id"].as_str().expect("query id").to_string();
+    let follower = tokio::spawn(async move { client.follow(first).await });
+
+    // Seen from coordinator-1 and from both RMs, answered by its owner.
+    for via in [c1.clone(), cluster.uri("rm-1"), cluster.uri("rm-2")] {
+        let info = eventually(&http, format!("{via}/v1/query/{query_id}"), "query visible", |info| info["state"] == "RUNNING").await;
+        assert_eq!(info["queryId"], query_id.as_str());
+        assert_eq!(info["coordinatorId"], "coordinator-2", "{info}");
+        assert_eq!(info["self"], format!("{c2}/v1/query/{query_id}"));
+        assert_eq!(info["resourceGroupId"], serde_json::json!(["global"]), "the legacy single group");
+    }
+    let unknown = send(&http, Method::GET, format!("{c1}/v1/query/20200101_000000_00000_zzzzz"), "").await;
+    assert_eq!(unknown.status, 404, "unknown query: {}", String::from_utf8_lossy(&unknown.body));
+
+    // Cluster views asked on a coordinator come from an RM.
+    let listed = json(&send(&http, Method::GET, format!("{c1}/v1/query?state=RUNNING&limit=10"), "").await);
+    let ids: Vec<&str> = listed.as_array().expect("list").iter().filter_map(|query| query["queryId"].as_str()).collect();
+    assert_eq!(ids, vec![query_id.as_str()]);
+    let bad = send(&http, Method::GET, format!("{c1}/v1/query?state=SLEEPING"), "").await;
+    assert_eq!(bad.status, 400);
+    assert!(String::from_utf8_lossy(&bad.body).contains("SLEEPING"));
+    let stats = json(&send(&http, Method::GET, format!("{c1}/v1/cluster"), "").await);
+    assert_eq!((stats["runningQueries"].as_u64(), stats["activeWorkers"].as_u64()), (Some(1), Some(2)), "{stats}");
+    for key in ["blockedQueries", "queuedQueries", "runningDrivers", "runningTasks", "reservedMemory", "totalInputRows", "totalInputBytes", "totalCpuTimeSecs", "adjustedQueueSize"] {
+        assert!(stats.get(key).is_some(), "/v1/cluster lacks {key}: {stats}");
+    }
+    let nodes = json(&send(&http, Method::GET, format!("{c1}/v1/node"), "").await);
+    let mut seen: Vec<(String, String)> = nodes
+        .as_array()
+        .expect("node list")
+        .iter()
+        .map(|node| (node["nodeId"].as_str().unwrap_or("?").to_string(), node["role"].as_str().unwrap_or("?").to_string()))
+        .collect();
+    seen.sort();
+    let expected: Vec<(String, String)> = vec![
+        ("coordinator-1", "coordinator"),
+        ("coordinator-2", "coordinator"),
+        ("rm-1", "resource_manager"),
+        ("rm-2", "resource_manager"),
+        ("worker-1", "worker"),
+        ("worker-2", "worker"),
+    ]
+    .into_iter()
+    .map(|(id, role)| (id.to_string(), role.to_string()))
+    .collect();
+    assert_eq!(seen, expected);
+    for key in ["uri", "age", "recentRequests", "recentFailures", "recentSuccesses", "recentFailureRatio", "lastRequestTime", "lastResponseTime", "recentFailuresByType", "state"] {
+        assert!(nodes[0].get(key).is_some(), "/v1/node entry lacks {key}: {}", nodes[0]);
+    }
+    let memory = eventually(&http, format!("{c1}/v1/cluster/memory"), "memory reserved", |memory| {
+        memory["general"]["memoryPoolInfo"]["queryMemoryReservations"][query_id.as_str()].as_u64() == Some(128 * 1024 * 1024)
+    })
+    .await;
+    let general = &memory["general"];
+    assert_eq!(general["totalDistributedBytes"], 2u64 << 30, "{memory}");
+    assert_eq!(general["reservedDistributedBytes"], 128u64 << 20);
+    assert_eq!(general["blockedNodes"], 0);
+    assert_eq!(general["assignedQueries"], 1);
+    assert_eq!(general["largestMemoryQuery"], query_id.as_str());
+    assert_eq!(general["runningQueries"], serde_json::json!([query_id.as_str()]));
+    for key in ["maxBytes", "reservedBytes", "reservedRevocableBytes", "queryMemoryAllocations", "queryMemoryRevocableReservations"] {
+        assert!(general["memoryPoolInfo"].get(key).is_some(), "memoryPoolInfo lacks {key}: {memory}");
+    }
+    let workers = json(&send(&http, Method::GET, format!("{c1}/v1/cluster/workerMemory"), "").await);
+    assert_eq!(workers.as_object().expect("map").len(), 2, "{workers}");
+
+    // Killed from coordinator-1: the client sees ADMINISTRATIVELY_KILLED.
+    let killed = send(&http, Method::PUT, format!("{c1}/v1/query/{query_id}/killed"), "").await;
+    assert_eq!(killed.status, 200, "{}", String::from_utf8_lossy(&killed.body));
+    let outcome = tokio::time::timeout(Duration::from_secs(20), follower).await.expect("client ends").expect("client task");
+    assert_eq!((outcome.state.as_str(), outcome.error_name.as_deref()), ("FAILED", Some("ADMINISTRATIVELY_KILLED")), "{outcome:?}");
+    let info = json(&send(&http, Method::GET, format!("{c1}/v1/query/{query_id}"), "").await);
+    assert_eq!(info["errorCode"]["code"], 38, "{info}");
+    assert_eq!(info["failureInfo"]["message"], format!("Query killed via PUT /v1/query/{query_id}/killed"));
+    let again = send(&http, Method::PUT, format!("{c1}/v1/query/{query_id}/killed"), "").await;
+    assert_eq!(again.status, 409, "a finished query cannot be killed again");
+
+    // Graceful shutdown of coordinator-1 while it runs a query.
+    let client = StatementClient::new("test-client", "bob");
+    let sql = "SELECT * FROM synthetic(run_time => '4s', memory => '10MB', tasks => 2, rows => 6)";
+    let first = client.submit(&c1, sql).await.expect("submitted");
+    let running = tokio::spawn(async move { client.follow(first).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let wrong = send(&http, Method::PUT, format!("{c1}/v1/info/state"), "\"SLEEP\"").await;
+    assert_eq!(wrong.status, 400);
+    assert!(String::from_utf8_lossy(&wrong.body).contains("SLEEP"));
+    let started = send(&http, Method::PUT, format!("{c1}/v1/info/state"), "\"SHUTTING_DOWN\"").await;
+    assert_eq!(started.status, 200);
+    assert_eq!(json(&send(&http, Method::GET, format!("{c1}/v1/info/state"), "").await), "SHUTTING_DOWN");
+    let back = send(&http, Method::PUT, format!("{c1}/v1/info/state"), "\"ACTIVE\"").await;
+    assert_eq!(back.status, 400, "no way back from SHUTTING_DOWN");
+    let refused = StatementClient::new("test-client", "carol").run(&c1, "SELECT 1").await;
+    assert_eq!(refused.error_name.as_deref(), Some("SERVER_SHUTTING_DOWN"), "{refused:?}");
+    let outcome = tokio::time::timeout(Duration::from_secs(30), running).await.expect("query ends").expect("client task");
+    assert_eq!(outcome.state, "FINISHED", "the running query finishes: {outcome:?}");
+    assert_eq!(outcome.rows.len(), 6);
+    let status = cluster.exit_status("coordinator-1", Duration::from_secs(20)).await;
+    assert!(status.success(), "coordinator-1 exited with {status}");
+
+    // Without any RM, a proxied request is answered 503 promptly.
+    cluster.kill("rm-1");
+    cluster.kill("rm-2");
+    let asked = Instant::now();
+    let unavailable = send(&http, Method::GET, format!("{c2}/v1/cluster"), "").await;
+    let took = asked.elapsed();
+    assert_eq!(unavailable.status, 503, "{}", String::from_utf8_lossy(&unavailable.body));
+    assert!(String::from_utf8_lossy(&unavailable.body).contains("No resource manager answered"));
+    assert!(took < Duration::from_secs(4), "503 took {took:?}");
+}

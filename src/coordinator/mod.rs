@@ -521,7 +521,7 @@ fn query_span(query_id: &str) -> tracing::Span {
 }
 
 /// Five base-32 characters derived from the node id (FNV-1a), like Presto's coordinator id part.
-fn id_suffix(node_id: &str) -> String {
+pub fn id_suffix(node_id: &str) -> String {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in node_id.bytes() {

@@ -50,6 +50,16 @@ impl ResourceManager {
             .collect()
     }
 
+    /// The coordinator whose id suffix ends `query_id`: a query created moments ago may not have
+    /// reached this RM in a heartbeat yet, but its id already names its owner.
+    fn owner_by_query_id_suffix(&self, query_id: &str) -> Option<(String, String)> {
+        let suffix = query_id.rsplit('_').next()?;
+        self.node_refs(Role::Coordinator)
+            .into_iter()
+            .find(|coordinator| crate::coordinator::id_suffix(&coordinator.node_id) == suffix)
+            .map(|coordinator| (coordinator.node_id, coordinator.uri))
+    }
+
     /// Refreshes what `/v1/node` answers from the discovery store.
     pub(super) fn track_nodes(&self, now_ms: u64) {
         let max_age_ms = self.inner.config.discovery_max_age_ms;
@@ -108,8 +118,13 @@ async fn list_queries(State(rm): State<ResourceManager>, UrlQuery(params): UrlQu
 
 /// `GET|DELETE /v1/query/{id}`, `PUT /v1/query/{id}/killed|preempted`: answered by the owner.
 async fn query_at_owner(State(rm): State<ResourceManager>, Path(query_id): Path<String>, request: Request) -> Response {
-    let owner = rm.owned_queries().into_iter().find(|query| query.summary.query_id == query_id);
-    let Some(owner) = owner else {
+    let owner = rm
+        .owned_queries()
+        .into_iter()
+        .find(|query| query.summary.query_id == query_id)
+        .map(|query| (query.coordinator_id, query.coordinator_uri))
+        .or_else(|| rm.owner_by_query_id_suffix(&query_id));
+    let Some((owner_id, owner_uri)) = owner else {
         return proxy::text(StatusCode::NOT_FOUND, format!("Query {query_id} not found"));
     };
     if !proxy::may_forward(request.headers()) {
@@ -119,13 +134,13 @@ async fn query_at_owner(State(rm): State<ResourceManager>, Path(query_id): Path<
         Ok(forward) => forward,
         Err(response) => return response,
     };
-    match proxy::send(&rm.inner.client, &owner.coordinator_uri, &forward, rm.second_hop_timeout_ms()).await {
+    match proxy::send(&rm.inner.client, &owner_uri, &forward, rm.second_hop_timeout_ms()).await {
         Ok(response) => response,
         Err(error) => {
-            tracing::info!(%query_id, coordinator = %owner.coordinator_id, %error, "owner of a query did not answer a proxied request");
+            tracing::info!(%query_id, coordinator = %owner_id, %error, "owner of a query did not answer a proxied request");
             proxy::text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("Coordinator {} ({}) that owns query {query_id} did not answer: {error}", owner.coordinator_id, owner.coordinator_uri),
+                format!("Coordinator {owner_id} ({owner_uri}) that owns query {query_id} did not answer: {error}"),
             )
         }
     }

@@ -14,9 +14,9 @@ coordinator owns the query and every nextUri it returns is absolute and names it
 client then polls (and trino/PyHive cancel) the owner directly (contract §1.7, option 1). Only
 POSTs and prestodb's `DELETE /v1/query/{id}` (and our own `/v1/query/{id}` GETs) go through nginx.
 
-Tests that need `/v1/query/{id}` to work through *any* coordinator (proxied to the owner through
-an RM; being built on the `rest` branch) are marked NEEDS-QUERY-PROXY: they are expected failures
-unless FIREBALL_LB_REQUIRE_QUERY_PROXY=1, which makes them strict.
+`/v1/query/{id}` works through *any* coordinator (a coordinator that does not own the query
+proxies it through an RM to the owner), so prestodb's cancel and our GETs through nginx must
+succeed whichever coordinator nginx picks.
 """
 
 import collections
@@ -58,12 +58,9 @@ CONCURRENCY_LIMIT = 3
 # limit + 2. The numbers actually seen are printed; in practice they stay at or near the limit.
 OVERSHOOT_TOLERANCE = len(COORDINATORS) - 1
 
-REQUIRE_QUERY_PROXY = os.environ.get("FIREBALL_LB_REQUIRE_QUERY_PROXY") == "1"
-NEEDS_QUERY_PROXY = (
-    "NEEDS-QUERY-PROXY: /v1/query/{id} on a coordinator that does not own the query is proxied "
-    "to the owner only once the `rest` branch is merged; set FIREBALL_LB_REQUIRE_QUERY_PROXY=1 "
-    "to make this strict"
-)
+# Cross-coordinator /v1/query/{id} is proxied to the owner: these checks are strict.
+REQUIRE_QUERY_PROXY = True
+NEEDS_QUERY_PROXY = "/v1/query/{id} on a coordinator that does not own the query is proxied to the owner"
 
 BATCH_QUERIES_PER_CLIENT = 5
 BATCH_RUN_TIME = "2s"
@@ -837,8 +834,8 @@ def test_cancel_through_nginx_frees_the_slot(cluster, nginx, capsys, client_type
     """With the cluster full (2 fillers + the client's 60 s query), a probe queues; the client's
     cancel() fails its query with USER_CANCELED, and the probe then runs in the freed slot.
 
-    The `prestodb-delete-reaches-other-coordinator` case is NEEDS-QUERY-PROXY (an expected failure
-    until the rest branch lands, strict with FIREBALL_LB_REQUIRE_QUERY_PROXY=1)."""
+    The `prestodb-delete-reaches-other-coordinator` case checks that prestodb's
+    `DELETE /v1/query/{id}` works when nginx sends it to a coordinator that does not own the query."""
     tag = f"{client_type.name}-{int(time.time() * 1000) % 100000}"
     fillers = []
     probe = None

@@ -172,7 +172,11 @@ async fn rest_endpoints_proxy_kill_and_shut_down_across_processes() {
     assert_eq!(unknown.status, 404, "unknown query: {}", String::from_utf8_lossy(&unknown.body));
 
     // Cluster views asked on a coordinator come from an RM.
-    let listed = json(&send(&http, Method::GET, format!("{c1}/v1/query?state=RUNNING&limit=10"), "").await);
+    // (A query's owner answers for it at once; the RM lists it after the owner's next heartbeat.)
+    let listed = eventually(&http, format!("{c1}/v1/query?state=RUNNING&limit=10"), "query listed", |list| {
+        list.as_array().is_some_and(|queries| !queries.is_empty())
+    })
+    .await;
     let ids: Vec<&str> = listed.as_array().expect("list").iter().filter_map(|query| query["queryId"].as_str()).collect();
     assert_eq!(ids, vec![query_id.as_str()]);
     let bad = send(&http, Method::GET, format!("{c1}/v1/query?state=SLEEPING"), "").await;

@@ -187,7 +187,11 @@ async fn rest_endpoints_proxy_kill_and_shut_down_across_processes() {
     for key in ["blockedQueries", "queuedQueries", "runningDrivers", "runningTasks", "reservedMemory", "totalInputRows", "totalInputBytes", "totalCpuTimeSecs", "adjustedQueueSize"] {
         assert!(stats.get(key).is_some(), "/v1/cluster lacks {key}: {stats}");
     }
-    let nodes = json(&send(&http, Method::GET, format!("{c1}/v1/node"), "").await);
+    // Discovery is replicated between RMs within a replication interval: wait for it to settle.
+    let nodes = eventually(&http, format!("{c1}/v1/node"), "every node discovered", |nodes| {
+        nodes.as_array().is_some_and(|nodes| nodes.len() == NAMES.len())
+    })
+    .await;
     let mut seen: Vec<(String, String)> = nodes
         .as_array()
         .expect("node list")

@@ -85,3 +85,21 @@ fn explore_finds_shrinks_and_writes_a_failing_schedule() {
     assert!(!result.report.violations.is_empty(), "the written scenario fails the same way:\n{}", found.scenario_toml);
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn the_oracle_catches_presto_killer_scope_overkilling() {
+    let presto = load("scenarios/must-fail/memory-presto-scope-huge-query.toml");
+    let result = run(&presto, presto.scenario.seed, None, false).expect("runs");
+    let memory = &result.report.memory;
+    assert!(memory.kills_per_episode_max > 1 && memory.overlapping_kills > 0, "Presto's scope must over-kill here: {memory:?}");
+    assert!(
+        result.report.violations.iter().any(|violation| violation.contains("killed in one out-of-memory episode")),
+        "the oracle must report it: {:?}",
+        result.report.violations
+    );
+    // The same workload and seed under the coordinated scope keeps the promise.
+    let coordinated = load("scenarios/15-memory-huge-query.toml").select(Some("coordinated")).expect("variant");
+    let result = run(&coordinated, presto.scenario.seed, None, false).expect("runs");
+    assert!(result.report.violations.is_empty(), "{:?}", result.report.violations);
+    assert_eq!(result.report.memory.kills, 1, "{:?}", result.report.memory);
+}

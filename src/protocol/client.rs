@@ -21,6 +21,7 @@ pub struct QueryOutcome {
     /// Final state from the last page (`FINISHED`, `FAILED`), or `LOST` if the client gave up.
     pub state: String,
     pub error_name: Option<String>,
+    pub error_message: Option<String>,
     pub rows: Vec<Vec<Value>>,
 }
 
@@ -77,7 +78,8 @@ impl StatementClient {
             let Some(next_uri) = page.get("nextUri").and_then(Value::as_str).map(String::from) else {
                 let state = page.pointer("/stats/state").and_then(Value::as_str).unwrap_or("UNKNOWN").to_string();
                 let error_name = page.pointer("/error/errorName").and_then(Value::as_str).map(String::from);
-                return QueryOutcome { query_id, state, error_name, rows };
+                let error_message = page.pointer("/error/message").and_then(Value::as_str).map(String::from);
+                return QueryOutcome { query_id, state, error_name, error_message, rows };
             };
             page = match self.send_with_retries(Request::new(Method::GET, next_uri, MessageKind::Client)).await {
                 Some(page) => page,
@@ -112,5 +114,5 @@ impl StatementClient {
 }
 
 fn lost(query_id: Option<String>) -> QueryOutcome {
-    QueryOutcome { query_id, state: "LOST".into(), error_name: None, rows: Vec::new() }
+    QueryOutcome { query_id, state: "LOST".into(), error_name: None, error_message: None, rows: Vec::new() }
 }

@@ -7,9 +7,6 @@
 //! coordinator, an RM and a worker on the way (valid text; admissions, heartbeats, view age).
 #![cfg(not(madsim))]
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,100 +18,21 @@ use serde_json::Value;
 const CONCURRENCY_LIMIT: usize = 3;
 const ROWS: u64 = 6;
 
-/// Child processes, killed when the test ends however it ends.
-struct Cluster {
-    children: BTreeMap<String, Child>,
-    uris: BTreeMap<String, String>,
-    logs: PathBuf,
-}
+// Each process test uses only part of the shared harness (this one never calls `uri` or
+// `exit_status`), so unused items there are expected, not dead code to remove.
+#[allow(dead_code)]
+#[path = "support/processes.rs"]
+mod processes;
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.dump_logs();
-        }
-        for child in self.children.values_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use processes::Cluster;
 
-impl Cluster {
-    fn kill(&mut self, name: &str) {
-        let child = self.children.get_mut(name).expect("known node");
-        child.kill().expect("kill");
-        child.wait().expect("reap");
-    }
-
-    fn dump_logs(&self) {
-        for name in self.children.keys() {
-            let log = std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            eprintln!("---- {name} (last lines) ----");
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-fn write_etc(dir: &Path, node_properties: &str, config_properties: &str) {
-    std::fs::create_dir_all(dir).expect("etc dir");
-    std::fs::write(dir.join("node.properties"), node_properties).expect("node.properties");
-    std::fs::write(dir.join("config.properties"), config_properties).expect("config.properties");
-}
+const NAMES: [&str; 7] = ["rm-1", "rm-2", "coordinator-1", "coordinator-2", "worker-1", "worker-2", "worker-3"];
 
 fn start_cluster() -> Cluster {
-    let root = std::env::temp_dir().join(format!("fireball-processes-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let names: Vec<String> = ["rm-1", "rm-2", "coordinator-1", "coordinator-2", "worker-1", "worker-2", "worker-3"]
-        .into_iter()
-        .map(String::from)
-        .collect();
-    let ports: BTreeMap<String, u16> = names.iter().map(|name| (name.clone(), free_port())).collect();
-    let uri = |name: &str| format!("http://127.0.0.1:{}", ports[name]);
-    let rm_uris = format!("{},{}", uri("rm-1"), uri("rm-2"));
-    let mut cluster = Cluster { children: BTreeMap::new(), uris: BTreeMap::new(), logs: root.join("logs") };
-    std::fs::create_dir_all(&cluster.logs).expect("log dir");
-    for name in &names {
-        let node = format!(
-            "node.environment=test\nnode.id={name}\nnode.internal-address=127.0.0.1\nnode.data-dir={}\n",
-            root.join(name).join("data").display()
-        );
-        let common = format!(
-            "http-server.http.port={}\nhttp-server.bind-address=127.0.0.1\nresource-manager-enabled=true\n\
-             query.max-concurrent-queries={CONCURRENCY_LIMIT}\n\
-             concurrency-threshold-to-enable-resource-group-refresh=0\n\
-             internal-communication.request-timeout=2s\n",
-            ports[name]
-        );
-        let role = if name.starts_with("rm-") {
-            format!("resource-manager=true\ncoordinator=false\ndiscovery-server.enabled=true\ndiscovery-server.peers={rm_uris}\n")
-        } else if name.starts_with("coordinator-") {
-            format!("coordinator=true\ndiscovery.uri={rm_uris}\n")
-        } else {
-            format!("coordinator=false\ndiscovery.uri={rm_uris}\nmemory.pool-size=1GB\n")
-        };
-        let etc = root.join(name).join("etc");
-        write_etc(&etc, &node, &format!("{common}{role}"));
-        let log = std::fs::File::create(cluster.logs.join(format!("{name}.log"))).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_fireball"))
-            .args(["server", "--etc"])
-            .arg(&etc)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start fireball server");
-        cluster.children.insert(name.clone(), child);
-        cluster.uris.insert(name.clone(), uri(name));
-    }
-    cluster
+    let extra_config = format!(
+        "query.max-concurrent-queries={CONCURRENCY_LIMIT}\nconcurrency-threshold-to-enable-resource-group-refresh=0\n"
+    );
+    Cluster::start("fireball-processes", &NAMES, &extra_config)
 }
 
 /// Waits (bounded) until an RM's view lists all three workers.

@@ -9,9 +9,6 @@
 //! - with every RM dead, a proxied request answers 503 promptly instead of hanging.
 #![cfg(not(madsim))]
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use fireball::protocol::client::StatementClient;
@@ -20,102 +17,15 @@ use fireball::runtime::sim_hooks::MessageKind;
 use hyper::Method;
 use serde_json::Value;
 
+#[path = "support/processes.rs"]
+mod processes;
+
+use processes::Cluster;
+
 const NAMES: [&str; 6] = ["rm-1", "rm-2", "coordinator-1", "coordinator-2", "worker-1", "worker-2"];
 
-/// Child processes, killed when the test ends however it ends.
-struct Cluster {
-    children: BTreeMap<String, Child>,
-    uris: BTreeMap<String, String>,
-    logs: PathBuf,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for name in self.children.keys() {
-                let log = std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                eprintln!("---- {name} (last lines) ----");
-                tail.into_iter().rev().for_each(|line| eprintln!("{line}"));
-            }
-        }
-        for child in self.children.values_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Cluster {
-    fn uri(&self, name: &str) -> String {
-        self.uris[name].clone()
-    }
-
-    fn kill(&mut self, name: &str) {
-        let child = self.children.get_mut(name).expect("known node");
-        child.kill().expect("kill");
-        child.wait().expect("reap");
-    }
-
-    /// Waits (bounded) for a node's process to exit by itself.
-    async fn exit_status(&mut self, name: &str, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.children.get_mut(name).expect("known node").try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "{name} did not exit within {within:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 fn start_cluster() -> Cluster {
-    let root = std::env::temp_dir().join(format!("fireball-rest-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let ports: BTreeMap<&str, u16> = NAMES.iter().map(|name| (*name, free_port())).collect();
-    let uri = |name: &str| format!("http://127.0.0.1:{}", ports[name]);
-    let rm_uris = format!("{},{}", uri("rm-1"), uri("rm-2"));
-    let mut cluster = Cluster { children: BTreeMap::new(), uris: BTreeMap::new(), logs: root.join("logs") };
-    std::fs::create_dir_all(&cluster.logs).expect("log dir");
-    for name in NAMES {
-        let node = format!(
-            "node.environment=test\nnode.id={name}\nnode.internal-address=127.0.0.1\nnode.data-dir={}\n",
-            root.join(name).join("data").display()
-        );
-        let common = format!(
-            "http-server.http.port={}\nhttp-server.bind-address=127.0.0.1\nresource-manager-enabled=true\n\
-             internal-communication.request-timeout=2s\n",
-            ports[name]
-        );
-        let role = if name.starts_with("rm-") {
-            format!("resource-manager=true\ncoordinator=false\ndiscovery-server.enabled=true\ndiscovery-server.peers={rm_uris}\n")
-        } else if name.starts_with("coordinator-") {
-            format!("coordinator=true\ndiscovery.uri={rm_uris}\n")
-        } else {
-            format!("coordinator=false\ndiscovery.uri={rm_uris}\nmemory.pool-size=1GB\n")
-        };
-        let etc = root.join(name).join("etc");
-        std::fs::create_dir_all(&etc).expect("etc dir");
-        std::fs::write(etc.join("node.properties"), node).expect("node.properties");
-        std::fs::write(etc.join("config.properties"), format!("{common}{role}")).expect("config.properties");
-        let log = std::fs::File::create(cluster.logs.join(format!("{name}.log"))).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_fireball"))
-            .args(["server", "--etc"])
-            .arg(&etc)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start fireball server");
-        cluster.children.insert(name.to_string(), child);
-        cluster.uris.insert(name.to_string(), uri(name));
-    }
-    cluster
+    Cluster::start("fireball-rest", &NAMES, "")
 }
 
 async fn send(http: &HttpClient, method: Method, url: String, body: &str) -> Response {

@@ -8,11 +8,12 @@ get subtly wrong. Run through `ci/clients`, which pins the client versions and s
 
 import json
 import os
+import pathlib
 import random
 import re
-import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -21,11 +22,14 @@ import prestodb
 import pytest
 import trino
 
+# tests/support (shared with the other client tests) is not on pytest's default sys.path.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "support"))
+from harness import stop as _stop, time_limit  # noqa: E402
+
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 60
 # A hung query or a client that keeps following nextUri must fail the test, not hang CI.
 TEST_TIMEOUT_S = 90
-STOP_TIMEOUT_S = 10
 # Offsets of the nodes of a 2-RM, 2-coordinator, 2-worker `fireball local` from its base port.
 NODE_PORT_OFFSETS = (0, 1, 100, 101, 200, 201)
 WORKER_ID = re.compile(r"^worker-\d+$")
@@ -144,17 +148,6 @@ def _wait_until_ready(cluster, deadline):
             time.sleep(0.2)
 
 
-def _stop(process):
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT_S)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     binary = os.environ.get("FIREBALL_BIN")
@@ -204,18 +197,10 @@ def _guard_each_test(cluster, request, capsys):
     straight to the terminal (capture disabled) because teardown output is otherwise hidden.
     """
 
-    def on_timeout(signum, frame):
-        raise TimeoutError(f"test did not finish within {TEST_TIMEOUT_S} s")
-
-    previous_handler = signal.signal(signal.SIGALRM, on_timeout)
-    signal.alarm(TEST_TIMEOUT_S)
     log_sizes = cluster.log_sizes()
     failed_before = request.session.testsfailed
-    try:
+    with time_limit(TEST_TIMEOUT_S):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous_handler)
     if request.session.testsfailed > failed_before:
         with capsys.disabled():
             print(f"\n===== fireball output during {request.node.nodeid} =====")

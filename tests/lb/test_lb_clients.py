@@ -22,11 +22,12 @@ succeed whichever coordinator nginx picks.
 import collections
 import json
 import os
+import pathlib
 import re
 import shutil
-import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -38,10 +39,13 @@ import pytest
 import trino
 from pyhive import presto as pyhive_presto
 
+# tests/support (shared with the other client tests) is not on pytest's default sys.path.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "support"))
+from harness import stop as _stop, time_limit  # noqa: E402
+
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 60
 TEST_TIMEOUT_S = 180
-STOP_TIMEOUT_S = 10
 
 RESOURCE_MANAGERS = ("rm-1", "rm-2")
 COORDINATORS = ("coordinator-1", "coordinator-2", "coordinator-3")
@@ -128,17 +132,6 @@ def _free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
-
-
-def _stop(process):
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT_S)
 
 
 def _tail(path, lines=40):
@@ -452,17 +445,9 @@ def nginx(cluster, tmp_path_factory):
 def _guard_each_test(cluster, request, capsys):
     """Bounds each test's run time and shows the cluster's logs for a failing test."""
 
-    def on_timeout(signum, frame):
-        raise TimeoutError(f"test did not finish within {TEST_TIMEOUT_S} s")
-
-    previous_handler = signal.signal(signal.SIGALRM, on_timeout)
-    signal.alarm(TEST_TIMEOUT_S)
     failed_before = request.session.testsfailed
-    try:
+    with time_limit(TEST_TIMEOUT_S):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous_handler)
     if request.session.testsfailed > failed_before:
         with capsys.disabled():
             print(f"\n===== cluster logs after {request.node.nodeid} =====")

@@ -152,6 +152,20 @@ async fn rest_endpoints_proxy_kill_and_shut_down_across_processes() {
     let again = send(&http, Method::PUT, format!("{c1}/v1/query/{query_id}/killed"), "").await;
     assert_eq!(again.status, 409, "a finished query cannot be killed again");
 
+    // Both hops were timed: coordinator-1 → an RM, and an RM → coordinator-2 (the owner).
+    let proxied_to = |text: &str, role: &str| {
+        let series = format!("fireball_proxy_request_duration_seconds_count{{target_role=\"{role}\",status_class=\"2xx\"}} ");
+        text.lines().find_map(|line| line.strip_prefix(series.as_str())).and_then(|count| count.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let c1_metrics = String::from_utf8_lossy(&send(&http, Method::GET, format!("{c1}/metrics"), "").await.body).to_string();
+    assert!(proxied_to(&c1_metrics, "resource_manager") >= 3, "coordinator-1 proxied to an RM:\n{c1_metrics}");
+    let mut rm_hops = 0;
+    for rm in ["rm-1", "rm-2"] {
+        let rm_metrics = String::from_utf8_lossy(&send(&http, Method::GET, format!("{}/metrics", cluster.uri(rm)), "").await.body).to_string();
+        rm_hops += proxied_to(&rm_metrics, "coordinator");
+    }
+    assert!(rm_hops >= 3, "the RMs proxied to the owner at least for the GETs and the kills ({rm_hops})");
+
     // Graceful shutdown of coordinator-1 while it runs a query.
     let client = StatementClient::new("test-client", "bob");
     let sql = "SELECT * FROM synthetic(run_time => '4s', memory => '10MB', tasks => 2, rows => 6)";

@@ -118,7 +118,8 @@ async fn to_resource_manager(State(coordinator): State<Coordinator>, request: Re
         Err(response) => return response,
     };
     let inner = &coordinator.inner;
-    proxy::to_resource_manager(&inner.client, &inner.resource_managers, &inner.clock, &forward, inner.config.request_timeout_ms).await
+    let hop = proxy::Hop { client: &inner.client, metrics: &inner.metrics, target_role: crate::config::Role::ResourceManager };
+    proxy::to_resource_manager(&hop, &inner.resource_managers, &inner.clock, &forward, inner.config.request_timeout_ms).await
 }
 
 /// For a query this coordinator does not hold: ask the RM (which knows every owner), unless the

@@ -134,7 +134,8 @@ async fn query_at_owner(State(rm): State<ResourceManager>, Path(query_id): Path<
         Ok(forward) => forward,
         Err(response) => return response,
     };
-    match proxy::send(&rm.inner.client, &owner_uri, &forward, rm.second_hop_timeout_ms()).await {
+    let hop = proxy::Hop { client: &rm.inner.client, metrics: &rm.inner.metrics, target_role: Role::Coordinator };
+    match proxy::send(&hop, &owner_uri, &forward, rm.second_hop_timeout_ms()).await {
         Ok(response) => response,
         Err(error) => {
             tracing::info!(%query_id, coordinator = %owner_id, %error, "owner of a query did not answer a proxied request");

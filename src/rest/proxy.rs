@@ -99,9 +99,17 @@ impl Forward {
     }
 }
 
+/// Where a request is proxied to, and the metrics that time it.
+pub struct Hop<'a> {
+    pub client: &'a HttpClient,
+    pub metrics: &'a crate::metrics::Metrics,
+    pub target_role: crate::config::Role,
+}
+
 /// Sends `forward` to the node at `base_uri` once, within `timeout_ms`. Any HTTP answer is the
 /// answer (a 404 from the owner is news for the client); only transport failures are errors.
-pub async fn send(client: &HttpClient, base_uri: &str, forward: &Forward, timeout_ms: u64) -> Result<Response, ClientError> {
+/// Each attempt is timed into `fireball_proxy_request_duration_seconds`.
+pub async fn send(hop: &Hop<'_>, base_uri: &str, forward: &Forward, timeout_ms: u64) -> Result<Response, ClientError> {
     let mut request = http_client::Request::new(
         forward.method.clone(),
         format!("{}{}", base_uri.trim_end_matches('/'), forward.path_and_query),
@@ -115,14 +123,17 @@ pub async fn send(client: &HttpClient, base_uri: &str, forward: &Forward, timeou
     if !forward.body.is_empty() {
         request.body = Some(forward.body.clone());
     }
-    let answer = client.send(request).await?;
-    Ok(relay(answer))
+    let started_ms = hop.metrics.now_ms();
+    let answer = hop.client.send(request).await;
+    let status_class = answer.as_ref().map_or("error", |answer| crate::metrics::status_class(answer.status));
+    hop.metrics.observe_proxy(hop.target_role.name(), status_class, hop.metrics.now_ms().saturating_sub(started_ms));
+    Ok(relay(answer?))
 }
 
 /// Forwards to a live RM: a random healthy one first, the next on a transport failure, at most
 /// [`RESOURCE_MANAGERS_TRIED_MAX`] of them, all within `budget_ms`. 503 when none answered.
 pub async fn to_resource_manager(
-    client: &HttpClient,
+    hop: &Hop<'_>,
     resource_managers: &ResourceManagers,
     clock: &Clock,
     forward: &Forward,
@@ -136,7 +147,7 @@ pub async fn to_resource_manager(
             failures.push(format!("{uri}: not tried, the {budget_ms} ms budget ran out"));
             break;
         }
-        match send(client, &uri, forward, remaining_ms).await {
+        match send(hop, &uri, forward, remaining_ms).await {
             Ok(response) => {
                 resource_managers.mark_ok(&uri);
                 return response;

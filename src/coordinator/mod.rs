@@ -382,6 +382,7 @@ impl Coordinator {
             view.workers = previous.workers;
             view.memory = previous.memory;
         }
+        state.killer.on_pending_kills(now_ms, &view.pending_memory_kills);
         let victim = if with_nodes {
             let own_running = state
                 .queries

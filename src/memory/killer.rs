@@ -14,8 +14,12 @@
 //!   was killed), nobody kills again for `settle_ms`, the time every worker needs to heartbeat its
 //!   freed memory to the RMs and coordinators to fetch it; without that, a view in which one node
 //!   already shows the release and another still shows its stale blocked flag would take a second
-//!   victim for an episode the first kill already ended. No coordination messages are needed: the
-//!   RM view is the agreement, so it keeps working with any RM down as long as one answers.
+//!   victim for an episode the first kill already ended. Views fetched a moment apart can also
+//!   disagree on which query is largest while queries grow; so every poll of the RM (every
+//!   100 ms, not only the memory fetch) also lists the kills still taking effect anywhere (the
+//!   victim has ended but a worker still reports its memory), and while there is one nobody
+//!   kills. No new messages are needed: the RM view is the agreement, so it keeps working with
+//!   any RM down as long as one answers.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -82,6 +86,14 @@ pub struct LowMemoryKiller {
 impl LowMemoryKiller {
     pub fn new(config: KillerConfig, now_ms: u64) -> Self {
         LowMemoryKiller { config, last_not_out_of_memory_ms: now_ms, own_victim: None, cluster_candidate: None, quiet_until_ms: 0 }
+    }
+
+    /// Called with every RM poll: kills that are still taking effect somewhere in the cluster.
+    /// In cluster scope they hold every coordinator's next kill until they are done and settled.
+    pub fn on_pending_kills(&mut self, now_ms: u64, pending: &[String]) {
+        if self.config.scope == KillerScope::Cluster && !pending.is_empty() {
+            self.quiet_until_ms = self.quiet_until_ms.max(now_ms + self.config.settle_ms);
+        }
     }
 
     /// Called with every fresh view of the workers' pools; `own_running` are this coordinator's
@@ -243,6 +255,21 @@ mod tests {
         assert_eq!(c2.on_view(2_500, &half_fresh, &own(&["c2-small"])), None, "settling");
         assert_eq!(c2.on_view(4_000, &half_fresh, &own(&["c2-small"])), None, "still settling (until 4 500)");
         assert_eq!(c2.on_view(4_500, &half_fresh, &own(&["c2-small"])), Some("c2-small".into()), "still blocked after settling");
+    }
+
+    #[test]
+    fn a_kill_taking_effect_elsewhere_holds_cluster_scope_but_not_presto_scope() {
+        // c3's view (fetched a moment after c2's) names c3's query the largest; c2 has just
+        // killed its own, which the RM lists as taking effect.
+        let view = [worker("w1", true, &[("c2-q", 50), ("c3-q", 60)])];
+        let mut c3 = LowMemoryKiller::new(config(KillerPolicy::TotalReservation, KillerScope::Cluster), 0);
+        c3.on_pending_kills(2_000, &["c2-q".to_string()]);
+        assert_eq!(c3.on_view(2_000, &view, &own(&["c3-q"])), None);
+        assert_eq!(c3.on_view(3_900, &view, &own(&["c3-q"])), None, "settling after the pending kill");
+        assert_eq!(c3.on_view(4_000, &view, &own(&["c3-q"])), Some("c3-q".into()), "still out of memory once settled");
+        let mut presto = LowMemoryKiller::new(config(KillerPolicy::TotalReservation, KillerScope::Coordinator), 0);
+        presto.on_pending_kills(2_000, &["c2-q".to_string()]);
+        assert_eq!(presto.on_view(2_000, &view, &own(&["c3-q"])), Some("c3-q".into()), "Presto does not wait");
     }
 
     #[test]

@@ -206,6 +206,24 @@ impl ClusterState {
         memory
     }
 
+    /// Queries that ended with CLUSTER_OUT_OF_MEMORY and that a worker still reports holding
+    /// memory: kills still taking effect, which the coordinated killer waits for.
+    pub fn pending_memory_kills(&self, now_ms: u64) -> Vec<String> {
+        let holds = |query_id: &str| {
+            self.nodes.values().any(|node| {
+                now_ms.saturating_sub(node.last_heartbeat_ms) < self.config.node_status_timeout_ms
+                    && node.heartbeat.memory.query_reservations.get(query_id).is_some_and(|bytes| *bytes > 0)
+            })
+        };
+        self.coordinators
+            .values()
+            .flat_map(|coordinator| coordinator.completed.iter().map(|(_, query)| query))
+            .filter(|query| query.error_name.as_deref() == Some(crate::protocol::errors::CLUSTER_OUT_OF_MEMORY.name))
+            .filter(|query| holds(&query.query_id))
+            .map(|query| query.query_id.clone())
+            .collect()
+    }
+
     /// Every query the RM knows (active and recently completed), for `/v1/query`.
     pub fn queries(&self) -> Vec<(String, QuerySummary)> {
         let mut queries = Vec::new();
@@ -336,9 +354,16 @@ mod tests {
         assert_eq!(memory.query_reservations.get("q1"), Some(&70));
         assert_eq!(memory.largest_query.as_deref(), Some("q1"));
         assert_eq!(memory.running_queries, vec!["q1".to_string()]);
-        // w1 stops heartbeating: after node-status-timeout its pool leaves the cluster pool.
-        let memory = state.memory(30_000);
-        assert_eq!((memory.total_bytes, memory.blocked_nodes, memory.largest_query.as_deref()), (100, 0, Some("q1")));
-        assert_eq!(memory.query_reservations.get("q3"), None);
+        assert!(state.pending_memory_kills(6_000).is_empty());
+        let mut killed = query("q3", "g", QueryState::Failed);
+        killed.error_name = Some("CLUSTER_OUT_OF_MEMORY".into());
+        state.apply_query_heartbeat(heartbeat("c1", 2, vec![query("q1", "g", QueryState::Running), killed]), 6_000);
+        assert_eq!(state.pending_memory_kills(6_000), vec!["q3".to_string()], "killed, but w1 still reports its memory");
+        state.apply_node_heartbeat(worker("w1", false, &[("q1", 30)]), 6_500);
+        assert!(state.pending_memory_kills(7_000).is_empty(), "w1 released it");
+        // w2 stops heartbeating: after node-status-timeout its pool leaves the cluster pool.
+        let memory = state.memory(35_000);
+        assert_eq!((memory.total_bytes, memory.blocked_nodes, memory.nodes), (100, 0, 1));
+        assert_eq!(memory.query_reservations.get("q1"), Some(&30));
     }
 }

@@ -182,6 +182,7 @@ impl ResourceManager {
             groups: cluster.group_counts(excluding),
             workers,
             memory: if with_nodes { cluster.memory(now_ms) } else { Default::default() },
+            pending_memory_kills: cluster.pending_memory_kills(now_ms),
         }
     }
 }

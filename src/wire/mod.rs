@@ -196,6 +196,10 @@ pub struct ClusterView {
     pub groups: Vec<GroupCounts>,
     pub workers: Vec<WorkerView>,
     pub memory: ClusterMemory,
+    /// Queries killed for cluster out-of-memory whose memory some worker still reports (sent on
+    /// every poll, not only with the nodes): a kill somewhere is still taking effect.
+    #[serde(default)]
+    pub pending_memory_kills: Vec<String>,
 }
 
 /// Create (idempotently) one task of a synthetic query on a worker.

@@ -37,18 +37,24 @@ fn json(response: &Response) -> Value {
     serde_json::from_slice(&response.body).unwrap_or_else(|error| panic!("not JSON ({error}): {}", String::from_utf8_lossy(&response.body)))
 }
 
-/// GETs `url` until `accept` likes the JSON answer (bounded).
+/// GETs `url` until `accept` likes the JSON answer (bounded). A node still starting may refuse
+/// the connection: that is retried like any other unwanted answer.
 async fn eventually(http: &HttpClient, url: String, what: &str, accept: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let answer = send(http, Method::GET, url.clone(), "").await;
-        if answer.status == 200 {
-            let value = json(&answer);
-            if accept(&value) {
-                return value;
+        let request = Request::new(Method::GET, url.clone(), MessageKind::Other).timeout_ms(10_000).retries(0);
+        let last = match http.send(request).await {
+            Ok(answer) if answer.status == 200 => {
+                let value = json(&answer);
+                if accept(&value) {
+                    return value;
+                }
+                format!("200 {value}")
             }
-        }
-        assert!(Instant::now() < deadline, "{what}: last answer from {url} was {} {}", answer.status, String::from_utf8_lossy(&answer.body));
+            Ok(answer) => format!("{} {}", answer.status, String::from_utf8_lossy(&answer.body)),
+            Err(error) => error.to_string(),
+        };
+        assert!(Instant::now() < deadline, "{what}: last answer from {url} was {last}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

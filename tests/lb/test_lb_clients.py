@@ -62,9 +62,6 @@ CONCURRENCY_LIMIT = 3
 # limit + 2. The numbers actually seen are printed; in practice they stay at or near the limit.
 OVERSHOOT_TOLERANCE = len(COORDINATORS) - 1
 
-# Cross-coordinator /v1/query/{id} is proxied to the owner: these checks are strict.
-REQUIRE_QUERY_PROXY = True
-NEEDS_QUERY_PROXY = "/v1/query/{id} on a coordinator that does not own the query is proxied to the owner"
 
 BATCH_QUERIES_PER_CLIENT = 5
 BATCH_RUN_TIME = "2s"
@@ -879,12 +876,6 @@ def test_cancel_through_nginx_frees_the_slot(cluster, nginx, capsys, client_type
             assert (upstream == owner_address) == (steer == "owner"), f"steering failed: {line} (owner {owner_address})"
             via = f"nginx -> {upstream} ({'owner' if steer == 'owner' else 'not the owner'})"
         if cancel_error is not None:
-            if steer == "other" and not REQUIRE_QUERY_PROXY and "404" in str(cancel_error):
-                # A coordinator that does not own the query cannot find it until the rest
-                # branch's proxying lands: a prestodb user behind round-robin hits this on 2 of 3
-                # cancels. Clean up and report the gap loudly.
-                _cancel_on_owner(cluster, query_id)
-                pytest.xfail(f"{NEEDS_QUERY_PROXY} (prestodb cancel() via {via} of a query owned by {owner} got {cancel_error!r})")
             raise AssertionError(f"{client_type.name} cancel() via {via} raised {cancel_error!r} (owner {owner})")
 
         runner.join(timeout=10)
@@ -963,9 +954,8 @@ def test_query_info_through_nginx_from_the_owner(cluster, nginx, capsys):
     _report(capsys, f"query info via nginx for {query_id} (owner {owner}): statuses {[status for status, _ in answers]} from {upstreams}")
 
 
-@pytest.mark.xfail(not REQUIRE_QUERY_PROXY, reason=NEEDS_QUERY_PROXY, strict=False)
 def test_query_info_through_nginx_from_every_coordinator(cluster, nginx):
-    """NEEDS-QUERY-PROXY: whichever coordinator nginx picks, GET and DELETE /v1/query/{id} reach
+    """Whichever coordinator nginx picks, GET and DELETE /v1/query/{id} reach
     the owner (as prestodb's cancel() needs)."""
     query_id = _query_through_nginx(nginx, "lb-info-all")
     answers, upstreams = _query_info_via_nginx_round(nginx, query_id)

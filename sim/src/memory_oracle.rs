@@ -83,9 +83,10 @@ impl MemoryTracker {
                     }
                 }
             }
-            Entry::Harness(HarnessEvent::NodeCrashed { node }) => {
+            Entry::Harness(HarnessEvent::NodeCrashed { node } | HarnessEvent::NodeRestarted { node }) => {
                 // A crashed worker's pool is gone with its process; a crashed coordinator's
-                // queries have ended as far as their memory is concerned.
+                // queries have ended as far as their memory is concerned. A restart is a crash
+                // too when the node was up (the harness kills it first), so it is treated alike.
                 self.workers.remove(node);
                 for (query_id, owner) in &self.owners {
                     if owner == node {
@@ -210,6 +211,10 @@ mod tests {
         let mut with_crash = entries.clone();
         with_crash.push((7, Entry::Harness(HarnessEvent::NodeCrashed { node: "w2".into() })));
         assert!(!memory_left_behind(&with_crash));
+        // A restart of a running node kills it first: its pool is gone just the same.
+        let mut with_restart = entries.clone();
+        with_restart.push((7, Entry::Harness(HarnessEvent::NodeRestarted { node: "w2".into() })));
+        assert!(!memory_left_behind(&with_restart));
         let mut tracker = MemoryTracker::default();
         for (at_ms, entry) in &entries {
             tracker.on_entry(*at_ms, entry);

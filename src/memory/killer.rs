@@ -187,12 +187,7 @@ mod tests {
         WorkerView {
             node_id: node.into(),
             uri: format!("http://{node}"),
-            memory: MemoryInfo {
-                pool_bytes: 100,
-                reserved_bytes: reservations.iter().map(|(_, bytes)| bytes).sum(),
-                blocked,
-                query_reservations: reservations.iter().map(|(query, bytes)| (query.to_string(), *bytes)).collect(),
-            },
+            memory: MemoryInfo::holding(100, blocked, reservations),
             cpu: CpuInfo::default(),
         }
     }

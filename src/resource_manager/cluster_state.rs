@@ -339,12 +339,7 @@ mod tests {
             node_id: node.into(),
             role: Role::Worker,
             uri: format!("http://{node}"),
-            memory: MemoryInfo {
-                pool_bytes: 100,
-                reserved_bytes: reservations.iter().map(|(_, bytes)| bytes).sum(),
-                blocked,
-                query_reservations: reservations.iter().map(|(query, bytes)| (query.to_string(), *bytes)).collect(),
-            },
+            memory: MemoryInfo::holding(100, blocked, reservations),
             cpu: Default::default(),
         };
         state.apply_node_heartbeat(worker("w1", true, &[("q1", 30), ("q3", 50)]), 0);

@@ -272,12 +272,7 @@ mod tests {
         WorkerView {
             node_id: id.into(),
             uri: format!("http://{id}"),
-            memory: MemoryInfo {
-                pool_bytes: 1000,
-                reserved_bytes: reserved.iter().map(|(_, bytes)| bytes).sum(),
-                blocked,
-                query_reservations: reserved.iter().map(|(query, bytes)| (query.to_string(), *bytes)).collect(),
-            },
+            memory: MemoryInfo::holding(1000, blocked, reserved),
             cpu: CpuInfo { processors: 2, running_tasks: reserved.len() as u32, blocked_tasks: 0 },
         }
     }

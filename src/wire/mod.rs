@@ -83,6 +83,19 @@ pub struct MemoryInfo {
     pub query_reservations: BTreeMap<String, u64>,
 }
 
+#[cfg(test)]
+impl MemoryInfo {
+    /// A pool of `pool_bytes` holding `reservations` (query id, bytes), for tests.
+    pub fn holding(pool_bytes: u64, blocked: bool, reservations: &[(&str, u64)]) -> MemoryInfo {
+        MemoryInfo {
+            pool_bytes,
+            reserved_bytes: reservations.iter().map(|(_, bytes)| bytes).sum(),
+            blocked,
+            query_reservations: reservations.iter().map(|(query, bytes)| (query.to_string(), *bytes)).collect(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuInfo {
     pub processors: u32,

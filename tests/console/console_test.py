@@ -133,7 +133,12 @@ class Cluster:
             infos = [get_json(f"{self.uris[c]}/v1/info") for c in ("coordinator-1", "coordinator-2")]
             workers_ok = all(view and len(view.get("workers", [])) == 2 for view in views)
             coordinators_ok = all(view and len(view.get("coordinators", [])) == 2 for view in views)
-            if workers_ok and coordinators_ok and all(infos):
+            # RMs learn of each other by replication (every discovery-server.replication-interval),
+            # so /v1/node on one RM may still miss the other RM for a moment after start-up.
+            listed = [get_json(f"{self.uris[rm]}/v1/node") for rm in ("rm-1", "rm-2")]
+            nodes_ok = all(isinstance(nodes, list) and {n.get("nodeId") for n in nodes if isinstance(n, dict)} >= set(NODES)
+                           for nodes in listed)
+            if workers_ok and coordinators_ok and nodes_ok and all(infos):
                 return
             time.sleep(0.3)
         raise RuntimeError(f"cluster not ready within {timeout_s} s (see logs in {self.logs})")
@@ -413,7 +418,7 @@ def main():
     try:
         cluster.start()
         cluster.wait_ready()
-        log("cluster ready: both RMs see 2 coordinators and 2 workers")
+        log("cluster ready: both RMs see 2 coordinators and 2 workers and list all six nodes")
         c1, c2, rm1 = cluster.uris["coordinator-1"], cluster.uris["coordinator-2"], cluster.uris["rm-1"]
 
         follower = QueryFollower(c2)

@@ -6,6 +6,7 @@
 //! - [`runtime`]: the seam — the only module that knows fireball runs both on tokio and on madsim
 //!   (HTTP server and client, clock, spawning, randomness, simulation hooks).
 //! - [`config`]: Presto-style `etc/` properties with Presto's names and defaults.
+//! - [`context`]: what every role is built from (config, clock, client, metrics, rng).
 //! - [`protocol`]: the Presto client protocol (headers, result JSON, error codes).
 //! - [`sql`]: parsing with sqlparser; the synthetic workload statement.
 //! - [`wire`]: the messages nodes send each other.
@@ -27,6 +28,7 @@
 
 pub mod config;
 pub mod console;
+pub mod context;
 pub mod coordinator;
 pub mod discovery;
 pub mod memory;

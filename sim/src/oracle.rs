@@ -68,6 +68,8 @@ pub struct OracleReport {
     pub lost_queries: Vec<String>,
     pub died_with_coordinator: u32,
     pub duplicate_executions: Vec<String>,
+    /// Invariants a node's pure core found broken (always a failure, whatever `[expect]` says).
+    pub invariant_violations: Vec<String>,
     pub last_fault_end_ms: Option<u64>,
     /// Milliseconds from the last fault's end until no query was queued (`None`: never).
     pub drain_ms: Option<u64>,
@@ -176,6 +178,9 @@ pub fn check(entries: &[(u64, Entry)], expect: &Expect, last_fault_end_ms: Optio
                 }
             }
             Entry::Node(Event::TaskEnded { .. } | Event::TaskMemory { .. }) => {}
+            Entry::Node(Event::InvariantViolated { core, message }) => {
+                report.invariant_violations.push(format!("{core} at {at_ms} ms: {message}"));
+            }
             Entry::Harness(HarnessEvent::NodeCrashed { node }) => {
                 let open: Vec<String> = queries
                     .iter()
@@ -277,6 +282,13 @@ fn violations(report: &OracleReport, expect: &Expect) -> Vec<String> {
         if report.lost_queries.len() as u32 > allowed {
             violations.push(format!("{} lost queries (allowed {allowed}): {:?}", report.lost_queries.len(), first(&report.lost_queries)));
         }
+    }
+    if !report.invariant_violations.is_empty() {
+        violations.push(format!(
+            "{} invariant violations: {:?}",
+            report.invariant_violations.len(),
+            first(&report.invariant_violations)
+        ));
     }
     let allowed_duplicates = expect.duplicate_executions.unwrap_or(0);
     if report.duplicate_executions.len() as u32 > allowed_duplicates {

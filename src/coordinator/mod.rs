@@ -78,14 +78,8 @@ struct State {
 
 impl Coordinator {
     /// Fails when the resource-groups file is invalid: a node never runs on a half-read file.
-    pub fn new(
-        config: NodeConfig,
-        clock: Clock,
-        rng: NodeRng,
-        client: HttpClient,
-        resource_managers: ResourceManagers,
-        metrics: crate::metrics::Metrics,
-    ) -> Result<Self, String> {
+    pub fn new(context: crate::context::NodeContext, resource_managers: ResourceManagers) -> Result<Self, String> {
+        let crate::context::NodeContext { config, clock, client, metrics, rng } = context;
         let now_ms = clock.now_ms();
         let policy = match config.admission_policy {
             crate::config::AdmissionPolicyName::Presto => AdmissionPolicy::Presto,
@@ -142,7 +136,7 @@ impl Coordinator {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::runtime::lock(&self.inner.state)
     }
 
     fn config(&self) -> &NodeConfig {

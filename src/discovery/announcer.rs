@@ -35,7 +35,7 @@ impl ResourceManagers {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::runtime::lock(&self.inner)
     }
 
     /// Every RM URI to heartbeat to: the configured ones always, plus every RM discovery listed.

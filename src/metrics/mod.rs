@@ -199,7 +199,7 @@ impl Metrics {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::runtime::lock(&self.inner.state)
     }
 
     /// One HTTP request served (called by the server middleware, [`http::measure_requests`]).

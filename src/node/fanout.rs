@@ -46,7 +46,7 @@ impl<T: Serialize + Send + Sync + 'static> FanOut<T> {
         for uri in uris {
             let slot = self.slots.entry(uri.clone()).or_insert_with(|| Arc::new(Mutex::new(Slot { in_flight: false, waiting: None })));
             {
-                let mut state = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut state = crate::runtime::lock(&slot);
                 if state.waiting.replace(body.clone()).is_some() {
                     if let Some(metrics) = &self.metrics {
                         metrics.heartbeat_superseded(self.kind, &uri);
@@ -62,7 +62,7 @@ impl<T: Serialize + Send + Sync + 'static> FanOut<T> {
             crate::runtime::spawn(async move {
                 loop {
                     let next = {
-                        let mut state = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        let mut state = crate::runtime::lock(&slot);
                         match state.waiting.take() {
                             Some(next) => next,
                             None => {

@@ -52,7 +52,7 @@ impl Lifecycle {
             hook();
             return;
         }
-        self.inner.hooks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Box::new(hook));
+        crate::runtime::lock(&self.inner.hooks).push(Box::new(hook));
     }
 
     /// Enters SHUTTING_DOWN; false if it already had (shutting down twice is harmless).
@@ -63,7 +63,7 @@ impl Lifecycle {
             was_active
         });
         if changed {
-            let hooks = std::mem::take(&mut *self.inner.hooks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+            let hooks = std::mem::take(&mut *crate::runtime::lock(&self.inner.hooks));
             for hook in hooks {
                 hook();
             }

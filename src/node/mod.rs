@@ -16,9 +16,8 @@ use crate::config::{NodeConfig, Role};
 use crate::coordinator::Coordinator;
 use crate::discovery::announcer::{run_announcer, ResourceManagers};
 use crate::resource_manager::ResourceManager;
-use crate::runtime::http_client::HttpClient;
+use crate::context::NodeContext;
 use crate::runtime::http_server::{self, ServerHandle};
-use crate::runtime::rng::NodeRng;
 use crate::runtime::Clock;
 use crate::wire::Announcement;
 use crate::worker::Worker;
@@ -91,9 +90,8 @@ pub async fn start(config: NodeConfig, clock: Clock) -> Result<RunningNode, Stri
         .parse()
         .map_err(|_| format!("http-server.bind-address {:?} is not an IP address", config.bind_address))?;
     let listener = http_server::bind(bind).await.map_err(|error| format!("cannot listen on {bind}: {error}"))?;
-    let rng = NodeRng::from_entropy();
-    let client = HttpClient::new(config.node_id.clone(), config.request_timeout_ms, config.request_retries_max);
-    let metrics = crate::metrics::Metrics::new(&config.node_id, config.role, clock.clone());
+    let context = NodeContext::new(config.clone(), clock.clone());
+    let (client, metrics) = (context.client.clone(), context.metrics.clone());
     let mut background = Vec::new();
     let mut coordinator = None;
     let mut resource_manager = None;
@@ -101,17 +99,17 @@ pub async fn start(config: NodeConfig, clock: Clock) -> Result<RunningNode, Stri
     let lifecycle = Lifecycle::new();
     let role_router = match config.role {
         Role::ResourceManager => {
-            let rm = ResourceManager::new(config.clone(), clock.clone(), client.clone(), metrics.clone());
+            let rm = ResourceManager::new(context.clone());
             background.extend(rm.spawn_background());
             resource_manager = Some(rm.clone());
             rm.router()
         }
         Role::Coordinator | Role::Worker => {
-            let resource_managers = ResourceManagers::new(config.discovery_uris.clone(), rng.clone());
+            let resource_managers = ResourceManagers::new(config.discovery_uris.clone(), context.rng.clone());
             // Build the role first: a coordinator with an invalid resource-groups file must not
             // announce itself before refusing to start.
             let router = if config.role == Role::Coordinator {
-                let node = Coordinator::new(config.clone(), clock.clone(), rng.clone(), client.clone(), resource_managers.clone(), metrics.clone())?;
+                let node = Coordinator::new(context.clone(), resource_managers.clone())?;
                 background.extend(node.spawn_background());
                 let router = node.router();
                 let draining = node.clone();
@@ -119,7 +117,7 @@ pub async fn start(config: NodeConfig, clock: Clock) -> Result<RunningNode, Stri
                 coordinator = Some(node);
                 router
             } else {
-                let node = Worker::new(config.clone(), clock.clone(), client.clone(), resource_managers.clone(), metrics.clone());
+                let node = Worker::new(context.clone(), resource_managers.clone());
                 background.extend(node.spawn_background());
                 let router = refuse_tasks_while_shutting_down(node.router(), lifecycle.clone(), config.node_id.clone());
                 worker = Some(node);

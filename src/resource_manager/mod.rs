@@ -54,7 +54,8 @@ struct Inner {
 }
 
 impl ResourceManager {
-    pub fn new(config: NodeConfig, clock: Clock, client: HttpClient, metrics: crate::metrics::Metrics) -> Self {
+    pub fn new(context: crate::context::NodeContext) -> Self {
+        let crate::context::NodeContext { config, clock, client, metrics, .. } = context;
         let cluster = ClusterState::new(ClusterStateConfig {
             query_expiration_timeout_ms: config.query_expiration_timeout_ms,
             node_status_timeout_ms: config.node_status_timeout_ms,
@@ -75,11 +76,11 @@ impl ResourceManager {
     }
 
     fn discovery(&self) -> MutexGuard<'_, DiscoveryStore> {
-        self.inner.discovery.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::runtime::lock(&self.inner.discovery)
     }
 
     fn cluster(&self) -> MutexGuard<'_, ClusterState> {
-        self.inner.cluster.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::runtime::lock(&self.inner.cluster)
     }
 
     fn now_ms(&self) -> u64 {

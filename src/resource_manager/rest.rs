@@ -72,7 +72,7 @@ impl ResourceManager {
                 (entry.announcement, now_ms.saturating_sub(since_ms))
             })
             .collect();
-        self.inner.nodes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).observe(live, now_ms);
+        crate::runtime::lock(&self.inner.nodes).observe(live, now_ms);
     }
 
     fn own_summary(&self) -> RmSummary {
@@ -235,13 +235,13 @@ async fn resource_managers(State(rm): State<ResourceManager>) -> Response {
 async fn nodes(State(rm): State<ResourceManager>) -> Response {
     let (now_ms, wall_now_ms) = (rm.now_ms(), rm.inner.clock.wall_ms());
     rm.track_nodes(now_ms);
-    let listed = rm.inner.nodes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).live_json(now_ms, wall_now_ms);
+    let listed = crate::runtime::lock(&rm.inner.nodes).live_json(now_ms, wall_now_ms);
     Json(listed).into_response()
 }
 
 async fn failed_nodes(State(rm): State<ResourceManager>) -> Response {
     let (now_ms, wall_now_ms) = (rm.now_ms(), rm.inner.clock.wall_ms());
-    let listed = rm.inner.nodes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).failed_json(now_ms, wall_now_ms);
+    let listed = crate::runtime::lock(&rm.inner.nodes).failed_json(now_ms, wall_now_ms);
     Json(listed).into_response()
 }
 

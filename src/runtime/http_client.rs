@@ -234,7 +234,7 @@ impl HttpClient {
     }
 
     fn take_idle(&self, authority: &str) -> Option<SendRequest<Full<Bytes>>> {
-        let mut idle = self.inner.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = crate::runtime::lock(&self.inner.idle);
         let senders = idle.get_mut(authority)?;
         while let Some(sender) = senders.pop() {
             if !sender.is_closed() {
@@ -248,7 +248,7 @@ impl HttpClient {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.inner.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = crate::runtime::lock(&self.inner.idle);
         if !idle.contains_key(authority) && idle.len() >= AUTHORITIES_MAX {
             return; // bounded: an unusual fan-out just costs a fresh connection next time
         }

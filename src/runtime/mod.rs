@@ -31,6 +31,15 @@ mod stream;
 pub use clock::Clock;
 
 use std::future::Future;
+use std::sync::{Mutex, MutexGuard};
+
+/// Locks a node's state even if a task panicked while holding it. State is only ever changed by
+/// short, non-panicking sections (cores assert their invariants after each input), so the data
+/// behind a poisoned lock is as consistent as the last completed change; refusing it would turn
+/// one bug into a node that never answers again.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Spawns a task on the current runtime (a simulated node's runtime under madsim).
 ///
@@ -53,6 +62,24 @@ pub async fn sleep_ms(duration_ms: u64) {
 pub async fn timeout_ms<F: Future>(timeout_ms: u64, future: F) -> Option<F::Output> {
     tokio::time::timeout(std::time::Duration::from_millis(timeout_ms), future).await.ok()
 }
+
+/// Processors this host offers, as workers report them in heartbeats. Read from the host once
+/// (the read goes through cgroup files, far too slow for every heartbeat); a fixed
+/// [`SIMULATED_PROCESSORS`] in simulation, so a simulated heartbeat never carries the real host.
+pub fn available_processors() -> u32 {
+    if cfg!(madsim) {
+        return SIMULATED_PROCESSORS;
+    }
+    static PROCESSORS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PROCESSORS.get_or_init(|| {
+        #[allow(clippy::disallowed_methods)] // the seam: read once per process, never in simulation
+        let processors = std::thread::available_parallelism();
+        processors.map_or(1, |count| u32::try_from(count.get()).unwrap_or(u32::MAX))
+    })
+}
+
+/// What [`available_processors`] answers in simulation.
+pub const SIMULATED_PROCESSORS: u32 = 8;
 
 /// True when this build is the deterministic simulation.
 pub const fn is_simulation() -> bool {

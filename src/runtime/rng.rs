@@ -50,7 +50,7 @@ impl NodeRng {
     fn with<T>(&self, f: impl FnOnce(&mut SmallRng) -> T) -> T {
         // A poisoned lock only means another task panicked mid-draw; the generator state is still
         // a valid generator state, so keep going rather than spreading the panic.
-        let mut guard = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = crate::runtime::lock(&self.inner);
         f(&mut guard)
     }
 }

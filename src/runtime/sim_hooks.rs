@@ -105,6 +105,23 @@ pub enum Event {
     /// A worker's pool changed for this task: it now holds `task_bytes` (0 once released), and
     /// the node is `blocked` when any task waits for memory. The oracle's true memory picture.
     TaskMemory { task_id: String, query_id: String, worker: String, task_bytes: u64, blocked: bool },
+    /// A pure core found one of its invariants broken (see [`check_invariants`]). Any such event
+    /// fails the run.
+    InvariantViolated { core: String, message: String },
+}
+
+/// Reports the outcome of a core's `check_invariants`. Cores call it after every input they
+/// apply. In simulation a broken invariant becomes an [`Event::InvariantViolated`] that the oracle
+/// turns into a failed run (with the seed to replay it); in tests and debug builds it also panics
+/// at the spot; in a release build it is logged, because a production node should degrade, not die.
+pub fn check_invariants(core: &'static str, result: Result<(), String>) {
+    if let Err(message) = result {
+        tracing::error!(core, %message, "invariant violated");
+        record(|| Event::InvariantViolated { core: core.to_string(), message: message.clone() });
+        if !cfg!(madsim) {
+            debug_assert!(false, "{core}: invariant violated: {message}");
+        }
+    }
 }
 
 #[cfg(madsim)]

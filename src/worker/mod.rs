@@ -73,14 +73,15 @@ struct Task {
 }
 
 impl Worker {
-    pub fn new(config: NodeConfig, clock: Clock, client: HttpClient, resource_managers: ResourceManagers, metrics: crate::metrics::Metrics) -> Self {
+    pub fn new(context: crate::context::NodeContext, resource_managers: ResourceManagers) -> Self {
+        let crate::context::NodeContext { config, clock, client, metrics, .. } = context;
         let pool = MemoryPool::new(config.memory_pool_bytes, config.query_max_memory_per_node_bytes);
         let state = WorkerState { pool, tasks: BTreeMap::new(), cancelled: BTreeMap::new() };
         Worker { inner: Arc::new(Inner { config, clock, client, resource_managers, state: Mutex::new(state), metrics }) }
     }
 
     fn lock(&self) -> MutexGuard<'_, WorkerState> {
-        self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::runtime::lock(&self.inner.state)
     }
 
     fn now_ms(&self) -> u64 {
@@ -240,7 +241,7 @@ impl Worker {
                 query_reservations: state.pool.query_reservations(),
             },
             cpu: CpuInfo {
-                processors: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+                processors: crate::runtime::available_processors(),
                 running_tasks: running as u32,
                 blocked_tasks: blocked as u32,
             },

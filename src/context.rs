@@ -1,0 +1,38 @@
+//! What every role of a node is built from: its configuration and its handles on the runtime
+//! seam. One value, built once in [`crate::node::start`], instead of each role taking the same
+//! five arguments (and each test building them again).
+
+use crate::config::NodeConfig;
+use crate::metrics::Metrics;
+use crate::runtime::http_client::HttpClient;
+use crate::runtime::rng::NodeRng;
+use crate::runtime::Clock;
+
+#[derive(Clone)]
+pub struct NodeContext {
+    pub config: NodeConfig,
+    /// Monotonic and wall time (skewed per node in simulation).
+    pub clock: Clock,
+    /// The node's HTTP client: connection reuse, a timeout on every request, bounded retries.
+    pub client: HttpClient,
+    pub metrics: Metrics,
+    /// Seeded by madsim in simulation, from the OS in production.
+    pub rng: NodeRng,
+}
+
+impl NodeContext {
+    /// The context a node runs with: a fresh client, registry and RNG for `config`.
+    pub fn new(config: NodeConfig, clock: Clock) -> NodeContext {
+        let client = HttpClient::new(config.node_id.clone(), config.request_timeout_ms, config.request_retries_max);
+        let metrics = Metrics::new(&config.node_id, config.role, clock.clone());
+        NodeContext { config, clock, client, metrics, rng: NodeRng::from_entropy() }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+}

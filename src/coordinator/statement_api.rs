@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use super::manager::PagePath;
 use super::query::PageError;
 use super::Coordinator;
 use crate::protocol::SessionContext;
@@ -67,12 +68,6 @@ fn page_error(error: PageError) -> Response {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum PagePath {
-    Queued,
-    Executing,
-}
-
 async fn get_queued(
     State(coordinator): State<Coordinator>,
     Path((query_id, token)): Path<(String, u64)>,
@@ -122,15 +117,7 @@ async fn serve_page(
         }
     }
     let now_ms = coordinator.now_ms();
-    let mut state = coordinator.lock();
-    let Some(query) = state.queries.get_mut(&query_id).filter(|query| query.slug == slug) else {
-        return text(StatusCode::NOT_FOUND, "Query not found");
-    };
-    let base_uri = coordinator.self_uri().to_string();
-    let page = match path {
-        PagePath::Queued => query.queued_page(token, &base_uri, now_ms),
-        PagePath::Executing => query.executing_page(token, &base_uri, now_ms),
-    };
+    let page = coordinator.with_manager(|manager| manager.page(now_ms, &query_id, &slug, path, token, coordinator.self_uri()));
     match page {
         Ok(page) => Json(page).into_response(),
         Err(error) => page_error(error),
@@ -145,15 +132,8 @@ fn wait_handle(
     path: PagePath,
     deadline_ms: u64,
 ) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>, Response> {
-    let state = coordinator.lock();
-    let Some(query) = state.queries.get(query_id).filter(|query| query.slug == slug) else {
-        return Err(text(StatusCode::NOT_FOUND, "Query not found"));
-    };
-    let worth_waiting = match path {
-        PagePath::Queued => query.state == crate::wire::QueryState::Queued,
-        PagePath::Executing => !query.has_news_for_executing(),
-    };
-    Ok((worth_waiting && coordinator.now_ms() < deadline_ms).then(|| query.changed.clone()))
+    let waiting = coordinator.with_manager(|manager| manager.page_wait(query_id, slug, path)).map_err(page_error)?;
+    Ok(waiting.filter(|_| coordinator.now_ms() < deadline_ms))
 }
 
 async fn delete_statement(
@@ -162,7 +142,7 @@ async fn delete_statement(
     UrlQuery(params): UrlQuery<BTreeMap<String, String>>,
 ) -> Response {
     let slug = params.get("slug").cloned().unwrap_or_default();
-    let known = coordinator.lock().queries.get(&query_id).is_some_and(|query| query.slug == slug);
+    let known = coordinator.with_manager(|manager| manager.query(&query_id).is_some_and(|query| query.slug == slug));
     if !known {
         return text(StatusCode::NOT_FOUND, "Query not found");
     }

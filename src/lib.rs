@@ -40,6 +40,7 @@ pub mod rest;
 pub mod resource_groups;
 pub mod resource_manager;
 pub mod runtime;
+pub mod snapshot_sender;
 pub mod sql;
 pub mod wire;
 pub mod worker;

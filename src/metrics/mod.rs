@@ -216,7 +216,7 @@ impl Metrics {
         self.lock().registry.observe_ms(&PROXY_REQUEST_DURATION, &[target_role, status_class], duration_ms);
     }
 
-    /// One fan-out send ended (see [`crate::node::fanout`]).
+    /// One snapshot send ended (see [`crate::snapshot_sender`]).
     pub fn heartbeat_sent(&self, kind: MessageKind, target: &str, succeeded: bool, duration_ms: u64) {
         let outcome = if succeeded { "success" } else { "failure" };
         let mut state = self.lock();

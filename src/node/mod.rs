@@ -1,7 +1,6 @@
 //! Starting one node of any role from its [`NodeConfig`]. `fireball server`, `fireball local` and
 //! the simulator all start nodes through [`start`], so simulation exercises the production path.
 
-pub mod fanout;
 pub mod lifecycle;
 
 use axum::body::Bytes;

@@ -25,7 +25,7 @@ use cluster_state::{ClusterState, ClusterStateConfig, HeartbeatOutcome};
 use crate::config::{NodeConfig, Role};
 use crate::discovery::store::Change;
 use crate::discovery::DiscoveryStore;
-use crate::node::fanout::FanOut;
+use crate::snapshot_sender::SnapshotSender;
 use crate::runtime::http_client::HttpClient;
 use crate::runtime::sim_hooks::MessageKind;
 use crate::runtime::Clock;
@@ -274,7 +274,7 @@ async fn run_self_announcer(rm: ResourceManager) {
 async fn run_replication(rm: ResourceManager) {
     let interval_ms = rm.inner.config.discovery_replication_interval_ms;
     let timeout_ms = rm.inner.config.request_timeout_ms.min(interval_ms.max(1_000));
-    let mut fan_out = FanOut::new(paths::REPLICATE, MessageKind::DiscoveryReplication).with_metrics(&rm.inner.metrics);
+    let mut fan_out = SnapshotSender::new(paths::REPLICATE, MessageKind::DiscoveryReplication).with_metrics(&rm.inner.metrics);
     loop {
         crate::runtime::sleep_ms(interval_ms).await;
         let batch = Arc::new(ReplicationBatch {

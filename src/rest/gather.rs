@@ -1,6 +1,9 @@
 //! Asking many nodes the same question at once (an RM asking every coordinator for its queries):
 //! at most [`CONCURRENCY_MAX`] requests in flight, each bounded by a timeout, answers in the
 //! order of the URLs so that merged results do not depend on who answered first.
+//!
+//! (Sending the newest snapshot to every RM, without waiting for answers, is
+//! [`crate::snapshot_sender`].)
 
 use std::sync::Arc;
 
@@ -10,7 +13,7 @@ use tokio::sync::Semaphore;
 use crate::runtime::http_client::HttpClient;
 use crate::runtime::sim_hooks::MessageKind;
 
-/// Requests in flight at once for one fan-out.
+/// Requests in flight at once for one gathering.
 pub const CONCURRENCY_MAX: usize = 8;
 
 /// GETs every URL (JSON answers); each result is the decoded answer or why there is none.

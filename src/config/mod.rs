@@ -15,6 +15,10 @@ use std::path::Path;
 
 pub use units::{format_data_size, format_duration, parse_data_size_bytes, parse_duration_ms};
 
+/// The version every node reports (`/v1/info`, `fireball_node_info`): the build's, not a setting,
+/// but kept here, below every module that reports it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {

@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use std::sync::Arc;
+
 use super::{Metrics, ScrapeLevels};
-use crate::coordinator::Coordinator;
-use crate::resource_manager::ResourceManager;
 
 /// The Prometheus text exposition format, version 0.0.4.
 pub const CONTENT_TYPE_TEXT_0_0_4: &str = "text/plain; version=0.0.4";
@@ -50,18 +50,16 @@ fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
-/// `GET /metrics`. The role handles are only read at scrape time, for the gauges derived from
-/// their state (queue lengths, the RM's cluster counts); `Metrics` itself never holds a role, so
-/// there is no reference cycle between a role and its metrics.
-pub fn router(metrics: Metrics, coordinator: Option<Coordinator>, resource_manager: Option<ResourceManager>) -> Router {
+/// `GET /metrics`. `levels` is called at scrape time, for the gauges derived from the role's
+/// state (queue lengths, the RM's cluster counts). It is a closure built where the node is
+/// started, so that metrics never import a role (the role imports metrics to count its events)
+/// and `Metrics` itself never holds a role: no reference cycle between a role and its metrics.
+pub fn router(metrics: Metrics, levels: impl Fn() -> ScrapeLevels + Send + Sync + 'static) -> Router {
+    let levels = Arc::new(levels);
     Router::new().route(
         "/metrics",
         get(move || {
-            let levels = ScrapeLevels {
-                local_groups: coordinator.as_ref().map(Coordinator::local_counts).unwrap_or_default(),
-                cluster: resource_manager.as_ref().map(|rm| rm.cluster_view(None, true)),
-            };
-            let text = metrics.render(&levels);
+            let text = metrics.render(&levels());
             async move { ([(CONTENT_TYPE, CONTENT_TYPE_TEXT_0_0_4)], text).into_response() }
         }),
     )

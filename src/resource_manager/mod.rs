@@ -25,6 +25,7 @@ use cluster_state::{ClusterState, ClusterStateConfig, HeartbeatOutcome};
 use crate::config::{NodeConfig, Role};
 use crate::discovery::store::Change;
 use crate::discovery::DiscoveryStore;
+use crate::metrics::HeartbeatReceipt;
 use crate::snapshot_sender::SnapshotSender;
 use crate::runtime::http_client::HttpClient;
 use crate::runtime::sim_hooks::MessageKind;
@@ -229,14 +230,14 @@ async fn service(State(rm): State<ResourceManager>, Path(role): Path<String>) ->
 async fn node_heartbeat(State(rm): State<ResourceManager>, Json(heartbeat): Json<NodeHeartbeat>) -> Response {
     let sender = heartbeat.node_id.clone();
     let outcome = rm.cluster().apply_node_heartbeat(heartbeat, rm.now_ms());
-    rm.inner.metrics.heartbeat_received(MessageKind::NodeHeartbeat, &sender, &outcome);
+    rm.inner.metrics.heartbeat_received(MessageKind::NodeHeartbeat, &sender, receipt(&outcome));
     heartbeat_response(outcome)
 }
 
 async fn query_heartbeat(State(rm): State<ResourceManager>, Json(heartbeat): Json<QueryHeartbeat>) -> Response {
     let sender = heartbeat.coordinator_id.clone();
     let outcome = rm.cluster().apply_query_heartbeat(heartbeat, rm.now_ms());
-    rm.inner.metrics.heartbeat_received(MessageKind::QueryHeartbeat, &sender, &outcome);
+    rm.inner.metrics.heartbeat_received(MessageKind::QueryHeartbeat, &sender, receipt(&outcome));
     heartbeat_response(outcome)
 }
 
@@ -245,6 +246,15 @@ fn heartbeat_response(outcome: HeartbeatOutcome) -> Response {
         HeartbeatOutcome::Applied => Json(json!({ "outcome": "applied" })).into_response(),
         HeartbeatOutcome::Stale => Json(json!({ "outcome": "stale" })).into_response(),
         HeartbeatOutcome::Refused(reason) => (StatusCode::TOO_MANY_REQUESTS, reason).into_response(),
+    }
+}
+
+/// How the heartbeat counts in the node's metrics.
+fn receipt(outcome: &HeartbeatOutcome) -> HeartbeatReceipt {
+    match outcome {
+        HeartbeatOutcome::Applied => HeartbeatReceipt::Applied,
+        HeartbeatOutcome::Stale => HeartbeatReceipt::Stale,
+        HeartbeatOutcome::Refused(_) => HeartbeatReceipt::Refused,
     }
 }
 

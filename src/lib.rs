@@ -36,6 +36,7 @@ pub mod local;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod query_id;
 pub mod rest;
 pub mod resource_groups;
 pub mod resource_manager;

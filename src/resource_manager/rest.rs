@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::ResourceManager;
 use crate::config::Role;
+use crate::query_id::{self, CoordinatorSuffix};
 use crate::rest::cluster_json::{self, OwnedQuery, RmSummary};
 use crate::rest::gather;
 use crate::rest::proxy::{self, Forward};
@@ -53,10 +54,9 @@ impl ResourceManager {
     /// The coordinator whose id suffix ends `query_id`: a query created moments ago may not have
     /// reached this RM in a heartbeat yet, but its id already names its owner.
     fn owner_by_query_id_suffix(&self, query_id: &str) -> Option<(String, String)> {
-        let suffix = query_id.rsplit('_').next()?;
         self.node_refs(Role::Coordinator)
             .into_iter()
-            .find(|coordinator| crate::coordinator::id_suffix(&coordinator.node_id) == suffix)
+            .find(|coordinator| query_id::created_by(query_id, &CoordinatorSuffix::of_node(&coordinator.node_id)))
             .map(|coordinator| (coordinator.node_id, coordinator.uri))
     }
 

@@ -296,25 +296,19 @@ async fn run_replication(rm: ResourceManager) {
 }
 
 /// Cluster-wide `ResourceGroupInfo`: asks every coordinator discovery knows for its local numbers
-/// (`includeLocalInfoOnly=true`, concurrently, each bounded by the request timeout), ignores the
-/// ones that do not know the group or do not answer, and merges the rest.
+/// (`includeLocalInfoOnly=true`, concurrently but at most [`crate::rest::gather::CONCURRENCY_MAX`]
+/// at once, each bounded by the request timeout), ignores the ones that do not know the group or
+/// do not answer, and merges the rest.
 async fn resource_group_state(State(rm): State<ResourceManager>, Path(group): Path<String>) -> Response {
-    let coordinators = rm.node_refs(Role::Coordinator);
-    let timeout_ms = rm.inner.config.request_timeout_ms;
-    let mut pending = Vec::new();
-    for coordinator in coordinators {
-        let client = rm.inner.client.clone();
-        let url = format!("{}/v1/resourceGroupState/{}?includeLocalInfoOnly=true", coordinator.uri, group.trim_start_matches('/'));
-        pending.push(crate::runtime::spawn(async move {
-            client.get_json::<serde_json::Value>(&url, MessageKind::Other, timeout_ms).await.ok()
-        }));
-    }
-    let mut infos = Vec::new();
-    for task in pending {
-        if let Ok(Some(info)) = task.await {
-            infos.push(info);
-        }
-    }
+    let urls = rm
+        .node_refs(Role::Coordinator)
+        .into_iter()
+        .map(|coordinator| format!("{}/v1/resourceGroupState/{}?includeLocalInfoOnly=true", coordinator.uri, group.trim_start_matches('/')))
+        .collect();
+    // The shared gathering, with its concurrency limit: a cluster of many coordinators does not
+    // open one connection per coordinator at once for every request to this page.
+    let answers = crate::rest::gather::get_all(&rm.inner.client, urls, rm.inner.config.request_timeout_ms).await;
+    let infos: Vec<serde_json::Value> = answers.into_iter().filter_map(Result::ok).collect();
     match crate::protocol::resource_group_info::merge(&infos) {
         Some(merged) => Json(merged).into_response(),
         None => (StatusCode::NOT_FOUND, format!("Resource group {} not found on any coordinator", group.replace('/', "."))).into_response(),

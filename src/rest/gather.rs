@@ -34,3 +34,52 @@ pub async fn get_all(client: &HttpClient, urls: Vec<String>, timeout_ms: u64) ->
     }
     answers
 }
+
+// Real sockets on loopback, real tokio: what is measured is how many requests the server sees
+// at once.
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+    use axum::extract::{Path, State};
+    use axum::routing::get;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct Load {
+        in_flight: AtomicUsize,
+        in_flight_max: AtomicUsize,
+    }
+
+    /// Answers its index after a while, noting how many requests were being answered at once.
+    async fn answer(State(load): State<Arc<Load>>, Path(index): Path<usize>) -> axum::Json<usize> {
+        let now = load.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        load.in_flight_max.fetch_max(now, Ordering::SeqCst);
+        crate::runtime::sleep_ms(50).await;
+        load.in_flight.fetch_sub(1, Ordering::SeqCst);
+        axum::Json(index)
+    }
+
+    #[tokio::test]
+    async fn at_most_concurrency_max_in_flight_and_answers_in_url_order() {
+        let load = Arc::new(Load::default());
+        let router = axum::Router::new().route("/answer/{index}", get(answer)).with_state(load.clone());
+        let listener = crate::runtime::http_server::bind(([127, 0, 0, 1], 0).into()).await.expect("bind");
+        let server = crate::runtime::http_server::serve(listener, router).expect("serve");
+        let base = format!("http://{}", server.local_addr());
+        let count = CONCURRENCY_MAX * 3;
+        let mut urls: Vec<String> = (0..count).map(|index| format!("{base}/answer/{index}")).collect();
+        urls.insert(1, format!("{base}/no-such-path"));
+
+        let answers = get_all(&HttpClient::new("gather-test", 10_000, 0), urls, 10_000).await;
+
+        assert_eq!(answers.len(), count + 1);
+        assert!(answers[1].is_err(), "a 404 is an error in its own place: {:?}", answers[1]);
+        let values: Vec<Value> = answers.into_iter().filter_map(Result::ok).collect();
+        let expected: Vec<Value> = (0..count).map(Value::from).collect();
+        assert_eq!(values, expected, "answers in the order of the URLs, whoever answered first");
+        let in_flight_max = load.in_flight_max.load(Ordering::SeqCst);
+        assert!(in_flight_max <= CONCURRENCY_MAX, "{in_flight_max} requests at once, the limit is {CONCURRENCY_MAX}");
+        assert!(in_flight_max > 1, "the requests overlap (got {in_flight_max} at once)");
+        server.shutdown().await;
+    }
+}

@@ -5,6 +5,7 @@
 //! [`fireball::node::start`], on its own simulated host. Only the clock, the network and the task
 //! scheduler are madsim's. Everything here is only compiled with `--cfg madsim`.
 
+pub mod entry;
 pub mod memory_oracle;
 pub mod oracle;
 pub mod plan;

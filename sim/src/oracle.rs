@@ -19,22 +19,9 @@ use serde::Serialize;
 
 use crate::scenario::Expect;
 
-/// What the harness itself did, recorded beside the nodes' events.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "harness", rename_all = "snake_case")]
-pub enum HarnessEvent {
-    FaultStarted { index: usize, description: String },
-    FaultEnded { index: usize },
-    NodeCrashed { node: String },
-    NodeRestarted { node: String },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum Entry {
-    Node(Event),
-    Harness(HarnessEvent),
-}
+// The trace's entry types are shared with the memory half, which this module reads: they live
+// below both (`crate::entry`), re-exported here where callers have always found them.
+pub use crate::entry::{Entry, HarnessEvent};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct GroupReport {

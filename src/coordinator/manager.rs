@@ -28,6 +28,7 @@ use crate::config::NodeConfig;
 use crate::memory::killer::LowMemoryKiller;
 use crate::protocol::errors::{self, QUERY_QUEUE_FULL, USER_CANCELED};
 use crate::protocol::{QueryFailure, QueryResults, SessionContext};
+use crate::query_id::{CoordinatorSuffix, QueryId};
 use crate::resource_groups::{AdmissionPolicy, ResourceGroupManager, SelectionContext, SubmitOutcome};
 use crate::runtime::sim_hooks::{self, Event};
 use crate::sql::{ParsedStatement, Plan};
@@ -164,7 +165,7 @@ pub struct DrainProgress {
 pub struct QueryManager {
     config: ManagerConfig,
     /// Five base-32 characters ending every query id this coordinator makes.
-    id_suffix: String,
+    id_suffix: CoordinatorSuffix,
     queries: BTreeMap<String, Query>,
     admission: ResourceGroupManager,
     view: Option<ClusterView>,
@@ -197,7 +198,7 @@ impl QueryManager {
 
     pub fn with_admission(config: ManagerConfig, admission: ResourceGroupManager, killer: LowMemoryKiller) -> QueryManager {
         QueryManager {
-            id_suffix: super::id_suffix(&config.node_id),
+            id_suffix: CoordinatorSuffix::of_node(&config.node_id),
             config,
             queries: BTreeMap::new(),
             admission,
@@ -287,12 +288,7 @@ impl QueryManager {
     fn submit(&mut self, now_ms: u64, submission: Submission, effects: &mut Effects) {
         let Submission { session, sql, parsed, slug, wall_ms } = submission;
         self.next_query_number += 1;
-        let query_id = format!(
-            "{}_{:05}_{}",
-            crate::runtime::clock::format_query_id_prefix(wall_ms),
-            self.next_query_number % 100_000,
-            self.id_suffix
-        );
+        let query_id = QueryId::new(wall_ms, self.next_query_number, &self.id_suffix).into_string();
         // Every log line about this query, here and in what it calls, carries its id.
         let _span = super::query_span(&query_id).entered();
         let (query_type, plan, parse_failure) = match parsed {

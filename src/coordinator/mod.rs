@@ -225,17 +225,6 @@ fn query_span(query_id: &str) -> tracing::Span {
     tracing::info_span!(parent: None, "query", query_id = %query_id)
 }
 
-/// Five base-32 characters derived from the node id (FNV-1a), like Presto's coordinator id part.
-pub fn id_suffix(node_id: &str) -> String {
-    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in node_id.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (0..5).map(|index| ALPHABET[((hash >> (index * 5)) & 31) as usize] as char).collect()
-}
-
 fn unreachable_page(query_id: &str) -> QueryResults {
     // queued_page(0) on a fresh query cannot fail; answer something well-formed regardless.
     QueryResults {

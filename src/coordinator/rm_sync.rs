@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use super::Coordinator;
-use crate::node::fanout::FanOut;
+use crate::snapshot_sender::SnapshotSender;
 use crate::runtime::sim_hooks::MessageKind;
 use crate::wire::{paths, ClusterView};
 
@@ -25,7 +25,7 @@ const POLL_TIMEOUT_MS_MIN: u64 = 500;
 pub async fn run_query_heartbeats(coordinator: Coordinator) {
     let interval_ms = coordinator.config().query_heartbeat_interval_ms;
     let coalesce_ms = coordinator.config().query_heartbeat_coalesce_ms;
-    let mut fan_out = FanOut::new(paths::QUERY_HEARTBEAT, MessageKind::QueryHeartbeat).with_metrics(&coordinator.context().metrics);
+    let mut fan_out = SnapshotSender::new(paths::QUERY_HEARTBEAT, MessageKind::QueryHeartbeat).with_metrics(&coordinator.context().metrics);
     loop {
         tokio::select! {
             biased;

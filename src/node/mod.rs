@@ -1,7 +1,6 @@
 //! Starting one node of any role from its [`NodeConfig`]. `fireball server`, `fireball local` and
 //! the simulator all start nodes through [`start`], so simulation exercises the production path.
 
-pub mod fanout;
 pub mod lifecycle;
 
 use axum::body::Bytes;
@@ -15,6 +14,7 @@ use std::net::SocketAddr;
 use crate::config::{NodeConfig, Role};
 use crate::coordinator::Coordinator;
 use crate::discovery::announcer::{run_announcer, ResourceManagers};
+use crate::metrics::ScrapeLevels;
 use crate::resource_manager::ResourceManager;
 use crate::context::NodeContext;
 use crate::runtime::http_server::{self, ServerHandle};
@@ -23,7 +23,7 @@ use crate::wire::Announcement;
 use crate::worker::Worker;
 use lifecycle::{Lifecycle, StateRequest};
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use crate::config::VERSION;
 
 /// A started node. Dropping it leaves it running; call [`RunningNode::shutdown`] to stop it.
 pub struct RunningNode {
@@ -142,7 +142,13 @@ pub async fn start(config: NodeConfig, clock: Clock) -> Result<RunningNode, Stri
             router
         }
     };
-    let router = role_router.merge(info_router(&config, clock.clone(), lifecycle.clone())).merge(crate::metrics::http::router(metrics.clone(), coordinator.clone(), resource_manager));
+    // `/metrics` reads the role's levels through this closure, so metrics never import a role.
+    let (scrape_coordinator, scrape_resource_manager) = (coordinator.clone(), resource_manager);
+    let scrape_levels = move || ScrapeLevels {
+        local_groups: scrape_coordinator.as_ref().map(Coordinator::local_counts).unwrap_or_default(),
+        cluster: scrape_resource_manager.as_ref().map(|rm| rm.cluster_view(None, true)),
+    };
+    let router = role_router.merge(info_router(&config, clock.clone(), lifecycle.clone())).merge(crate::metrics::http::router(metrics.clone(), scrape_levels));
     let router = if config.role == Role::Worker { router } else { router.merge(crate::console::router()) };
     let server = http_server::serve(listener, crate::metrics::http::measure_requests(router, &metrics)).map_err(|error| format!("cannot serve on {bind}: {error}"))?;
     tracing::info!(node = %config.node_id, role = config.role.name(), uri = %config.self_uri(), "node started");

@@ -20,7 +20,7 @@ use crate::memory::pool::{MemoryPool, Reserve};
 
 use crate::config::{format_data_size, NodeConfig, Role};
 use crate::discovery::announcer::ResourceManagers;
-use crate::node::fanout::FanOut;
+use crate::snapshot_sender::SnapshotSender;
 use crate::runtime::http_client::HttpClient;
 use crate::runtime::sim_hooks::{self, Event, MessageKind};
 use crate::runtime::Clock;
@@ -449,7 +449,7 @@ async fn delete_task(State(worker): State<Worker>, Path(task_id): Path<String>) 
 async fn run_heartbeats(worker: Worker) {
     let interval_ms = worker.inner.config.node_heartbeat_interval_ms;
     let timeout_ms = worker.inner.config.request_timeout_ms.min(interval_ms.max(1_000));
-    let mut fan_out = FanOut::new(paths::NODE_HEARTBEAT, MessageKind::NodeHeartbeat).with_metrics(&worker.inner.metrics);
+    let mut fan_out = SnapshotSender::new(paths::NODE_HEARTBEAT, MessageKind::NodeHeartbeat).with_metrics(&worker.inner.metrics);
     loop {
         let heartbeat = Arc::new(worker.heartbeat());
         let uris = worker.inner.resource_managers.all();

@@ -97,7 +97,7 @@ fn admits_up_to_the_limit_queues_one_then_refuses() {
     let (d, effects) = submit(&mut manager, 0, SYNTHETIC);
     assert_eq!(ended_with(&effects, &d), Some(Some("QUERY_QUEUE_FULL")));
     // Ids are distinct and carry this coordinator's suffix.
-    assert!(a != b && b != c && c.ends_with(&super::super::id_suffix("coordinator-1")));
+    assert!(a != b && b != c && c.ends_with(crate::query_id::CoordinatorSuffix::of_node("coordinator-1").as_str()));
 
     // The first ends: its slot goes to the queued query, in the same input.
     let effects = manager.handle(10, Input::ExecutionEnded { query_id: a.clone(), outcome: Ok(()) });

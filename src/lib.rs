@@ -22,9 +22,9 @@
 //! - [`local`]: `fireball local`, a whole cluster on loopback.
 //!
 //! Decisions live in pure structs that take `now_ms` and return what to do
-//! ([`coordinator::admission::Admission`], [`resource_manager::cluster_state::ClusterState`],
-//! [`discovery::DiscoveryStore`], [`memory::pool::MemoryPool`], [`coordinator::query::Query`]);
-//! async drivers around them stay thin.
+//! ([`resource_groups::ResourceGroupManager`], [`resource_manager::cluster_state::ClusterState`],
+//! [`discovery::DiscoveryStore`], [`memory::pool::MemoryPool`], [`memory::killer::LowMemoryKiller`],
+//! [`coordinator::query::Query`]); async drivers around them stay thin.
 
 pub mod config;
 pub mod console;

@@ -5,6 +5,9 @@
 //! Families and series live in `BTreeMap`s, so a scrape lists them in one deterministic order
 //! (by metric name, then by label values), which keeps simulation runs comparable.
 //!
+//! What it writes is checked by Prometheus' own parser, not by one of ours:
+//! `tests/cluster_processes.rs` pipes real nodes' `/metrics` through `promtool check metrics`.
+//!
 //! **Bounded cardinality.** A family holds at most [`SERIES_PER_METRIC_MAX`] series. A new label
 //! set beyond that is folded into one series whose every label value is `other`, so a label fed by
 //! something unbounded (a node id, a peer URI, a group id from a client's session) can never make

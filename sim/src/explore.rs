@@ -33,7 +33,7 @@ pub fn explore(loaded: &LoadedScenario, cases: u32, shrink_iterations: u32) -> R
     let outcome = runner.run(&strategy, |faults| {
         tried.set(tried.get() + 1);
         eprintln!("  explore {}: schedule {} ({} faults)", scenario.name, tried.get(), faults.len());
-        let result = run(loaded, seed, Some(faults), false).map_err(|error| TestCaseError::fail(error))?;
+        let result = run(loaded, seed, Some(faults), false).map_err(TestCaseError::fail)?;
         if result.report.violations.is_empty() {
             Ok(())
         } else {

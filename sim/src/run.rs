@@ -48,6 +48,10 @@ pub fn run(loaded: &LoadedScenario, seed: u64, faults: Option<Vec<Fault>>, keep_
     }
     let layout = layout(loaded)?;
     let loaded = loaded.clone();
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "outside the simulation: one fresh OS thread per run, and its wall time measured"
+    )]
     let thread = std::thread::Builder::new() // determinism: ok (one fresh thread per simulation)
         .name(format!("sim-{}-{seed}", loaded.scenario.name))
         .spawn(move || {

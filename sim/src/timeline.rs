@@ -189,7 +189,7 @@ impl Timeline {
             return from.iter().flat_map(|a| to.iter().map(move |b| (a.clone(), b.clone()))).filter(|(a, b)| a != b).collect();
         }
         let named: BTreeSet<String> =
-            fault.groups.iter().flatten().filter(|pattern| *pattern != "*").flat_map(|pattern| self.names(&[pattern.clone()])).collect();
+            fault.groups.iter().flatten().filter(|pattern| *pattern != "*").flat_map(|pattern| self.names(std::slice::from_ref(pattern))).collect();
         let groups: Vec<Vec<String>> = fault
             .groups
             .iter()

@@ -49,14 +49,12 @@ async fn post_statement(State(coordinator): State<Coordinator>, headers: HeaderM
     Json(page).into_response()
 }
 
-/// `slug` must match; `maxWait` is a Presto duration.
-fn read_params(params: &BTreeMap<String, String>) -> Result<(String, u64), Response> {
+/// `slug` must match; `maxWait` is a Presto duration. The error is the 400 message.
+fn read_params(params: &BTreeMap<String, String>) -> Result<(String, u64), String> {
     let slug = params.get("slug").cloned().unwrap_or_default();
     let max_wait_ms = match params.get("maxWait") {
         None => MAX_WAIT_MS_DEFAULT,
-        Some(text) => crate::config::parse_duration_ms(text)
-            .map_err(|reason| self::text(StatusCode::BAD_REQUEST, format!("maxWait: {reason}")))?
-            .min(MAX_WAIT_MS_MAX),
+        Some(text) => crate::config::parse_duration_ms(text).map_err(|reason| format!("maxWait: {reason}"))?.min(MAX_WAIT_MS_MAX),
     };
     Ok((slug, max_wait_ms))
 }
@@ -93,14 +91,14 @@ async fn serve_page(
 ) -> Response {
     let (slug, max_wait_ms) = match read_params(&params) {
         Ok(read) => read,
-        Err(response) => return response,
+        Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
     let deadline_ms = coordinator.now_ms() + max_wait_ms;
     loop {
         let changed = match wait_handle(&coordinator, &query_id, &slug, path, deadline_ms) {
             Ok(Some(changed)) => changed,
             Ok(None) => break,
-            Err(response) => return response,
+            Err(error) => return page_error(error),
         };
         // Arm the notification, then look again: a change in between is not missed.
         let notified = changed.notified();
@@ -109,7 +107,7 @@ async fn serve_page(
         match wait_handle(&coordinator, &query_id, &slug, path, deadline_ms) {
             Ok(Some(_)) => {}
             Ok(None) => break,
-            Err(response) => return response,
+            Err(error) => return page_error(error),
         }
         let remaining_ms = deadline_ms.saturating_sub(coordinator.now_ms());
         if crate::runtime::timeout_ms(remaining_ms, notified).await.is_none() {
@@ -131,8 +129,8 @@ fn wait_handle(
     slug: &str,
     path: PagePath,
     deadline_ms: u64,
-) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>, Response> {
-    let waiting = coordinator.with_manager(|manager| manager.page_wait(query_id, slug, path)).map_err(page_error)?;
+) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>, PageError> {
+    let waiting = coordinator.with_manager(|manager| manager.page_wait(query_id, slug, path))?;
     Ok(waiting.filter(|_| coordinator.now_ms() < deadline_ms))
 }
 

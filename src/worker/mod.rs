@@ -113,3 +113,7 @@ async fn run_reaper(tasks: TaskShell) {
         tasks.tick();
     }
 }
+
+// Not under madsim: these tests drive the router directly on real tokio.
+#[cfg(all(test, not(madsim)))]
+mod tests;

@@ -74,6 +74,12 @@ impl MemoryPool {
         self.waiting.iter().any(|(waiting_id, _, _)| waiting_id == task_id)
     }
 
+    /// The tasks with a request waiting, oldest first (for invariant checks that would otherwise
+    /// ask [`MemoryPool::is_waiting`] once per task).
+    pub fn waiting_task_ids(&self) -> impl Iterator<Item = &str> {
+        self.waiting.iter().map(|(task_id, _, _)| task_id.as_str())
+    }
+
     /// Asks for `bytes` more for `task_id` (of `query_id`), on top of what it holds. A waiting
     /// request is granted later by [`MemoryPool::release`], which returns the tasks it unblocked.
     pub fn reserve(&mut self, task_id: &str, query_id: &str, bytes: u64) -> Reserve {

@@ -15,7 +15,7 @@
 //! until they are fetched or [`FINISHED_TASK_RETENTION_MS`] passes. A cancelled id is remembered
 //! (a tombstone) so that a create still in flight is refused rather than leaking memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::format_data_size;
 use crate::memory::pool::{MemoryPool, Reserve};
@@ -414,13 +414,45 @@ impl TaskTable {
     /// The invariants that concern one task, after an input that touched it: cheap (a lookup and
     /// a scan of the pool's wait queue) so the driver can check them after every input.
     pub fn check_task(&self, task_id: &str) -> Result<(), String> {
+        self.check_bounds()?;
+        self.check_one(task_id, self.pool.is_waiting(task_id))
+    }
+
+    /// Every invariant of the table and its pool, for the timer tick and for tests:
+    /// O((tasks + reservations + waiting) · log). The pool's memory belongs to live tasks only, so
+    /// `reserved == Σ` what live tasks hold.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.pool.check_invariants()?;
+        self.check_bounds()?;
+        let waiting: BTreeSet<&str> = self.pool.waiting_task_ids().collect();
+        if let Some(task_id) = waiting.iter().find(|task_id| !self.tasks.contains_key(**task_id)) {
+            return Err(format!("task {task_id} waits in the pool but is not in the table"));
+        }
+        let mut live_bytes = 0u64;
+        for (task_id, task) in &self.tasks {
+            self.check_one(task_id, waiting.contains(task_id.as_str()))?;
+            if !task.state.is_done() {
+                live_bytes += self.pool.task_bytes(task_id);
+            }
+        }
+        if live_bytes != self.pool.reserved_bytes() {
+            return Err(format!("live tasks hold {live_bytes} bytes but the pool reserved {}", self.pool.reserved_bytes()));
+        }
+        Ok(())
+    }
+
+    fn check_bounds(&self) -> Result<(), String> {
         if self.tasks.len() > TASKS_MAX || self.cancelled.len() > TASKS_MAX {
             return Err(format!("{} tasks and {} tombstones, over {TASKS_MAX}", self.tasks.len(), self.cancelled.len()));
         }
         if self.pool.reserved_bytes() > self.pool.capacity_bytes() {
             return Err(format!("pool over-committed: {} of {} bytes", self.pool.reserved_bytes(), self.pool.capacity_bytes()));
         }
-        let waiting = self.pool.is_waiting(task_id);
+        Ok(())
+    }
+
+    /// One task's invariants, given whether it waits in the pool.
+    fn check_one(&self, task_id: &str, waiting: bool) -> Result<(), String> {
         let held_bytes = self.pool.task_bytes(task_id);
         let Some(task) = self.tasks.get(task_id) else {
             if waiting || held_bytes > 0 {
@@ -448,27 +480,6 @@ impl TaskTable {
             }
             _ => Ok(()),
         }
-    }
-
-    /// Every invariant of the table and its pool: O(tasks + reservations), for the timer tick and
-    /// for tests. The pool's memory belongs to live tasks only, so `reserved == Σ` what live
-    /// tasks hold.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        self.pool.check_invariants()?;
-        let mut live_bytes = 0u64;
-        for (task_id, task) in &self.tasks {
-            self.check_task(task_id)?;
-            if !task.state.is_done() {
-                live_bytes += self.pool.task_bytes(task_id);
-            }
-        }
-        if live_bytes != self.pool.reserved_bytes() {
-            return Err(format!("live tasks hold {live_bytes} bytes but the pool reserved {}", self.pool.reserved_bytes()));
-        }
-        if let Some(task_id) = self.cancelled.keys().find(|task_id| self.tasks.contains_key(*task_id)) {
-            return Err(format!("task {task_id} is both live and cancelled"));
-        }
-        Ok(())
     }
 }
 

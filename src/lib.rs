@@ -28,15 +28,18 @@
 //!   [`rest::gather`] (one question to many nodes, bounded concurrency).
 //! - [`console`]: the web console at `/ui/` (embedded HTML, JavaScript and CSS).
 //! - [`resource_manager`]: aggregates heartbeats into the cluster view; replicates discovery.
-//! - [`coordinator`]: admission, query lifecycle, scheduling, the client protocol endpoints.
-//! - [`worker`]: tasks and the memory pool.
+//! - [`coordinator`]: the query manager (every decision about the coordinator's queries), its
+//!   shell, the execution driver and the client protocol endpoints.
+//! - [`worker`]: the task table, the executor interface engines plug into, the synthetic engine.
 //! - [`node`]: starting any role from its config; `/v1/info` and the node lifecycle.
 //! - [`local`]: `fireball local`, a whole cluster on loopback.
 //!
 //! Decisions live in pure structs that take `now_ms` and return what to do
 //! ([`resource_groups::ResourceGroupManager`], [`resource_manager::cluster_state::ClusterState`],
 //! [`discovery::DiscoveryStore`], [`memory::pool::MemoryPool`], [`memory::killer::LowMemoryKiller`],
-//! [`coordinator::query::Query`]); async drivers around them stay thin.
+//! [`coordinator::manager::QueryManager`] with its [`coordinator::query::Query`]s,
+//! [`worker::tasks::TaskTable`]); async drivers around them stay thin. Each checks its invariants
+//! after every input through [`runtime::sim_hooks::check_invariants`].
 
 pub mod config;
 pub mod console;

@@ -227,3 +227,20 @@ fn long_prefix_operator_runs_are_refused_not_a_stack_overflow() {
     }
     assert_eq!(parse("SELECT NOT NOT NOT true").unwrap_err().code.name, "NOT_SUPPORTED");
 }
+
+#[test]
+fn an_exhausted_budget_fails_the_parse_and_says_where() {
+    let sql = format!("SELECT {}", (0..100).map(|n| n.to_string()).collect::<Vec<_>>().join(", "));
+    let dialect = BudgetedDialect::with_budget(10);
+    assert!(Parser::parse_sql(&dialect, &sql).is_err());
+    let location = dialect.exhausted_at().expect("the budget ran out");
+    // The 11th expression, `10`, is the first refused: after "SELECT " and ten "n, " items.
+    assert_eq!((location.line, location.column), (1, 8 + 3 * 10));
+    let error = too_complex(location, (1, 1));
+    assert_eq!(error.message, "line 1:38: Statement is too complex to parse");
+    assert_eq!(error.code.name, "SYNTAX_ERROR");
+    let roomy = BudgetedDialect::for_tokens(200);
+    assert!(Parser::parse_sql(&roomy, &sql).is_ok());
+    assert_eq!(roomy.exhausted_at(), None);
+    assert!(roomy.prefix_parses() >= 100, "one per select item at least: {}", roomy.prefix_parses());
+}

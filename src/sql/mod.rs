@@ -82,10 +82,12 @@ fn parse_ast(sql: &str) -> Result<Vec<Ast>, QueryFailure> {
         .with_recursion_limit(guard::PARSER_RECURSION_LIMIT)
         .with_tokens_with_locations(tokens)
         .parse_statements();
-    match (parsed, dialect.exhausted_at()) {
-        (Ok(statements), _) => Ok(statements),
-        (Err(_), Some(location)) => Err(guard::too_complex(location, end_of_input(sql))),
-        (Err(error), None) => Err(syntax_error(sql, &error)),
+    // Refused once the budget ran out even if a parse came back: an alternative that failed only
+    // for want of budget may have let sqlparser settle on another reading than GenericDialect's.
+    match (dialect.exhausted_at(), parsed) {
+        (Some(location), _) => Err(guard::too_complex(location, end_of_input(sql))),
+        (None, Ok(statements)) => Ok(statements),
+        (None, Err(error)) => Err(syntax_error(sql, &error)),
     }
 }
 

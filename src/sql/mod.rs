@@ -7,7 +7,9 @@
 //!   connection checks, answered by the coordinator.
 //!
 //! Anything else that parses is refused with `NOT_SUPPORTED`; anything that does not parse gets
-//! `SYNTAX_ERROR` with the line and column.
+//! `SYNTAX_ERROR` with the line and column. Before and during the parse, [`guard`] bounds what a
+//! statement may cost (nesting depth, parser recursion, expression parses), so a short malicious
+//! statement is refused in milliseconds instead of pinning the coordinator's runtime thread.
 
 pub mod guard;
 pub mod synthetic;

@@ -7,13 +7,16 @@
 //!   connection checks, answered by the coordinator.
 //!
 //! Anything else that parses is refused with `NOT_SUPPORTED`; anything that does not parse gets
-//! `SYNTAX_ERROR` with the line and column.
+//! `SYNTAX_ERROR` with the line and column. Before and during the parse, [`guard`] bounds what a
+//! statement may cost (nesting depth, parser recursion, expression parses), so a short malicious
+//! statement is refused in milliseconds instead of pinning the coordinator's runtime thread.
 
+pub mod guard;
 pub mod synthetic;
 
 use sqlparser::ast::{Expr, SelectItem, SetExpr, Statement as Ast, Value};
-use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::protocol::errors::{NOT_SUPPORTED, SYNTAX_ERROR};
 use crate::protocol::{Column, QueryFailure, SqlType};
@@ -56,10 +59,7 @@ pub fn parse(sql: &str) -> Result<ParsedStatement, QueryFailure> {
             format!("Query text length exceeds the maximum length ({SQL_CHARS_MAX})"),
         ));
     }
-    let mut statements = Parser::new(&GenericDialect {})
-        .try_with_sql(sql)
-        .and_then(|mut parser| parser.parse_statements())
-        .map_err(|error| syntax_error(sql, &error))?;
+    let mut statements = parse_ast(sql)?;
     if statements.len() != 1 {
         let message = if statements.is_empty() { "SQL statement is empty" } else { "only one statement per request is allowed" };
         return Err(QueryFailure::new(SYNTAX_ERROR, message).at(1, 1));
@@ -68,6 +68,29 @@ pub fn parse(sql: &str) -> Result<ParsedStatement, QueryFailure> {
     let query_type = classify(&statement);
     let plan = plan(&statement)?;
     Ok(ParsedStatement { query_type, plan })
+}
+
+/// Tokenizes (linear), checks the nesting budget, then parses with the expression-parse budget;
+/// see [`guard`] for why each step is there.
+fn parse_ast(sql: &str) -> Result<Vec<Ast>, QueryFailure> {
+    // The tokenizer consults the dialect only for character classes, so the budget is not spent here.
+    let tokens = Tokenizer::new(&guard::BudgetedDialect::with_budget(0), sql)
+        .tokenize_with_location()
+        .map_err(|error| syntax_error(sql, &ParserError::from(error)))?;
+    guard::check_nesting(&tokens)?;
+    let token_count = tokens.iter().filter(|token| !matches!(token.token, Token::Whitespace(_))).count();
+    let dialect = guard::BudgetedDialect::for_tokens(token_count);
+    let parsed = Parser::new(&dialect)
+        .with_recursion_limit(guard::PARSER_RECURSION_LIMIT)
+        .with_tokens_with_locations(tokens)
+        .parse_statements();
+    // Refused once the budget ran out even if a parse came back: an alternative that failed only
+    // for want of budget may have let sqlparser settle on another reading than GenericDialect's.
+    match (dialect.exhausted_at(), parsed) {
+        (Some(location), _) => Err(guard::too_complex(location, end_of_input(sql))),
+        (None, Ok(statements)) => Ok(statements),
+        (None, Err(error)) => Err(syntax_error(sql, &error)),
+    }
 }
 
 fn classify(statement: &Ast) -> Option<QueryType> {

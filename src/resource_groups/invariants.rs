@@ -15,24 +15,14 @@
 use std::collections::BTreeMap;
 
 use super::group::GroupIndex;
-use super::tree::GroupTree;
+use super::tree::{GroupTree, QueryEntry};
 
 impl GroupTree {
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
         let mut running: BTreeMap<GroupIndex, (u32, u64)> = BTreeMap::new();
         let mut queued: BTreeMap<GroupIndex, u32> = BTreeMap::new();
         for (query_id, entry) in &self.queries {
-            let group = self.group(entry.group);
-            if !group.children.is_empty() || !group.is_leaf_spec {
-                return Err(format!("query {query_id} sits in {}, which is not a leaf", group.id));
-            }
-            let (in_running, in_queue) = (group.running.contains(query_id), group.queued.contains(query_id));
-            if in_running == in_queue || in_running != entry.running {
-                return Err(format!(
-                    "query {query_id} in {}: running set {in_running}, queue {in_queue}, entry {}",
-                    group.id, entry.running
-                ));
-            }
+            self.check_query_entry(query_id, entry)?;
             if entry.running {
                 let slot = running.entry(entry.group).or_default();
                 slot.0 += 1;
@@ -120,6 +110,12 @@ impl GroupTree {
             }
             return Ok(());
         };
+        self.check_query_entry(query_id, entry)
+    }
+
+    /// A held query sits in a leaf, in exactly one of its running set and queue, the one its
+    /// entry says.
+    fn check_query_entry(&self, query_id: &str, entry: &QueryEntry) -> Result<(), String> {
         let group = self.group(entry.group);
         if !group.children.is_empty() || !group.is_leaf_spec {
             return Err(format!("query {query_id} sits in {}, which is not a leaf", group.id));

@@ -7,10 +7,13 @@
 //! | worker      | `worker-1`…         | `10.0.3.N:8080` |
 //! | client      | `client-1`…         | `10.0.9.N`      |
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use fireball::config::Role;
+use fireball::context::NodeContext;
 use fireball::local::ClusterLayout;
 use fireball::runtime::Clock;
 use madsim::net::NetSim;
@@ -18,6 +21,11 @@ use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
 
 pub const NODE_PORT: u16 = 8080;
+/// Exits the harness has not handled yet; a node that stops waits for room (never long: the
+/// harness handles each at once).
+const PENDING_EXITS_MAX: usize = 64;
+
+type ExitListener = Box<dyn Fn(&str)>;
 
 pub struct SimNode {
     pub name: String,
@@ -33,6 +41,9 @@ pub struct SimCluster {
     pub layout: ClusterLayout,
     nodes: BTreeMap<String, SimNode>,
     clients: Vec<NodeHandle>,
+    /// Nodes whose `node::run` returned (they were asked to shut down), in the order they did.
+    exited: Rc<RefCell<Vec<String>>>,
+    on_exit: Rc<RefCell<Option<ExitListener>>>,
 }
 
 fn role_octet(role: Role) -> u8 {
@@ -54,11 +65,12 @@ impl SimCluster {
         let configs = layout.node_configs(|role, index| (node_ip(role, index).to_string(), NODE_PORT))?;
         let handle = Handle::current();
         let mut nodes = BTreeMap::new();
+        let (exits_tx, exits_rx) = tokio::sync::mpsc::channel::<String>(PENDING_EXITS_MAX);
         for config in configs {
             let ip: IpAddr = config.internal_address.parse().map_err(|_| "layout produced a non-IP address".to_string())?;
             let clock = Clock::new();
             let name = config.node_id.clone();
-            let (node_config, node_clock) = (config.clone(), clock.clone());
+            let (node_config, node_clock, node_exits) = (config.clone(), clock.clone(), exits_tx.clone());
             let node = handle
                 .create_node()
                 .name(name.clone())
@@ -66,10 +78,20 @@ impl SimCluster {
                 .init(move || {
                     let config = node_config.clone();
                     let clock = node_clock.clone();
+                    let exits = node_exits.clone();
                     async move {
-                        match fireball::node::start(config, clock).await {
-                            // The node runs until the simulation kills or restarts it.
-                            Ok(_node) => std::future::pending::<()>().await,
+                        let name = config.node_id.clone();
+                        let context = NodeContext::new(config, clock);
+                        // madsim's ctrl-c is the simulated process's signal ([`SimCluster::signal`]).
+                        let signal = async {
+                            let _ = tokio::signal::ctrl_c().await;
+                        };
+                        match fireball::node::run(context, signal).await {
+                            // The node stopped by itself (asked to shut down): tell the harness,
+                            // which ends the simulated process as the real one would end.
+                            Ok(()) => {
+                                let _ = exits.send(name).await;
+                            }
                             // A node that cannot start is a harness bug: say so loudly.
                             Err(error) => panic!("node failed to start: {error}"),
                         }
@@ -79,7 +101,49 @@ impl SimCluster {
             let sim_node = SimNode { name: name.clone(), role: config.role, uri: config.self_uri(), ip, id: node.id(), clock };
             nodes.insert(name, sim_node);
         }
-        Ok(SimCluster { layout, nodes, clients: Vec::new() })
+        let cluster = SimCluster {
+            layout,
+            nodes,
+            clients: Vec::new(),
+            exited: Rc::new(RefCell::new(Vec::new())),
+            on_exit: Rc::new(RefCell::new(None)),
+        };
+        cluster.handle_exits(exits_rx);
+        Ok(cluster)
+    }
+
+    /// A node whose `node::run` returned has stopped as a process stops: the harness ends it
+    /// (kills what it left running and frees its address), notes it, and tells the listener.
+    fn handle_exits(&self, mut exits: tokio::sync::mpsc::Receiver<String>) {
+        let ids: BTreeMap<String, NodeId> = self.nodes.values().map(|node| (node.name.clone(), node.id)).collect();
+        let (exited, on_exit) = (self.exited.clone(), self.on_exit.clone());
+        madsim::task::spawn_local(async move {
+            while let Some(name) = exits.recv().await {
+                if let Some(id) = ids.get(&name) {
+                    Handle::current().kill(*id);
+                }
+                exited.borrow_mut().push(name.clone());
+                if let Some(listener) = on_exit.borrow().as_ref() {
+                    listener(&name);
+                }
+            }
+        });
+    }
+
+    /// Calls `listener` with the node's name each time a node exits by itself.
+    pub fn on_exit(&self, listener: impl Fn(&str) + 'static) {
+        *self.on_exit.borrow_mut() = Some(Box::new(listener));
+    }
+
+    /// True once `name` has exited by itself (and not been restarted since).
+    pub fn has_exited(&self, name: &str) -> bool {
+        self.exited.borrow().iter().any(|exited| exited == name) && Handle::current().is_exit(self.node(name).id)
+    }
+
+    /// Sends the node's process a signal (madsim's ctrl-c): it shuts down gracefully, as
+    /// `fireball server` does on SIGTERM. Only once the node serves: before that, madsim kills it.
+    pub fn signal(&self, name: &str) {
+        Handle::current().send_ctrl_c(self.node(name).id);
     }
 
     pub fn node(&self, name: &str) -> &SimNode {

@@ -33,7 +33,7 @@ pub fn explore(loaded: &LoadedScenario, cases: u32, shrink_iterations: u32) -> R
     let outcome = runner.run(&strategy, |faults| {
         tried.set(tried.get() + 1);
         eprintln!("  explore {}: schedule {} ({} faults)", scenario.name, tried.get(), faults.len());
-        let result = run(loaded, seed, Some(faults), false).map_err(|error| TestCaseError::fail(error))?;
+        let result = run(loaded, seed, Some(faults), false).map_err(TestCaseError::fail)?;
         if result.report.violations.is_empty() {
             Ok(())
         } else {
@@ -123,6 +123,8 @@ fn fault_strategy(cluster: &ClusterSpec, duration_ms: u64) -> impl Strategy<Valu
                     fault.max = Some(Duration(u64::from(percent) * 20));
                     fault.duration = Some(lasting);
                 }
+                // Not among the kinds explored (an operator's act, not a fault).
+                FaultKind::Shutdown => fault.nodes = vec![target],
                 FaultKind::ClockSkew => {
                     fault.nodes = vec![target];
                     fault.offset = Some(format!("{}s", i64::from(percent) - 50));

@@ -6,6 +6,8 @@
 //! killed no query is lost and admission carries on through the other RM. Scrapes `/metrics` of a
 //! coordinator, an RM and a worker on the way (valid text; admissions, heartbeats, view age).
 #![cfg(not(madsim))]
+// Real processes on real hosts, outside any simulation: wall-clock deadlines are the point.
+#![allow(clippy::disallowed_methods)]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

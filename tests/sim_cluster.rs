@@ -125,7 +125,8 @@ fn same_seed_same_trace_digest() {
     // Each run gets a fresh OS thread, as madsim's own determinism check does: std seeds HashMap
     // hashers from per-thread keys, so a second run on the same thread would hash differently.
     let run = || {
-        std::thread::spawn(move || { // determinism: ok (harness thread, outside any simulation)
+        #[allow(clippy::disallowed_methods)] // a harness thread, outside any simulation
+        std::thread::spawn(move || {
             let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
             runtime.block_on(async { run_rm_cut_off_scenario().await.trace.digest() })
         })

@@ -21,7 +21,8 @@ impl Trace {
     /// Installs the recorder for this simulation (thread) and starts recording.
     pub fn install() -> Trace {
         let entries: Rc<RefCell<Vec<(u64, Entry)>>> = Rc::new(RefCell::new(Vec::new()));
-        let origin = Instant::now(); // determinism: ok (madsim virtualises Instant)
+        #[allow(clippy::disallowed_methods)] // madsim virtualises Instant: this is simulated time
+        let origin = Instant::now();
         let trace = Trace { entries, origin };
         let sink = trace.clone();
         sim_hooks::install_recorder(Box::new(move |event| sink.push(Entry::Node(event))));
@@ -107,11 +108,9 @@ impl Trace {
         let mut max = 0;
         for (_, event) in self.events() {
             match event {
-                Event::QueryStarted { query_id, limits, .. } => {
-                    if limits.iter().any(|(name, _)| name == group) {
-                        running.insert(query_id);
-                        max = max.max(running.len() as u32);
-                    }
+                Event::QueryStarted { query_id, limits, .. } if limits.iter().any(|(name, _)| name == group) => {
+                    running.insert(query_id);
+                    max = max.max(running.len() as u32);
                 }
                 Event::QueryFinished { query_id, .. } => {
                     running.remove(&query_id);

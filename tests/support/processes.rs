@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+// (Included by the process tests, which allow the wall clock: real processes, real deadlines.)
+
 /// Child processes, killed when the test ends however it ends.
 pub struct Cluster {
     pub children: BTreeMap<String, Child>,
@@ -85,6 +87,13 @@ impl Cluster {
         let child = self.children.get_mut(name).expect("known node");
         child.kill().expect("kill");
         child.wait().expect("reap");
+    }
+
+    /// Sends the node's process SIGTERM (what an operator's `kill` or a service manager sends).
+    pub fn signal(&self, name: &str) {
+        let pid = self.children.get(name).expect("known node").id();
+        let sent = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed: {sent}");
     }
 
     /// Waits (bounded) for a node's process to exit by itself.

@@ -21,11 +21,33 @@ use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
 
 pub const NODE_PORT: u16 = 8080;
-/// Exits the harness has not handled yet; a node that stops waits for room (never long: the
-/// harness handles each at once).
-const PENDING_EXITS_MAX: usize = 64;
-
 type ExitListener = Box<dyn Fn(&str)>;
+
+/// Nodes that exited by themselves, and who wants to hear of it.
+#[derive(Default)]
+struct Exits {
+    exited: RefCell<Vec<String>>,
+    listener: RefCell<Option<ExitListener>>,
+}
+
+thread_local! {
+    /// The current cluster's [`Exits`]. A simulation runs on one OS thread, so a node reaches it
+    /// as the seam's event recorder is reached: directly, from its own task, at the moment
+    /// `node::run` returns. (A harness task waiting for exits would itself change madsim's
+    /// scheduling draws, and with them the run every seed gives.)
+    static EXITS: RefCell<Option<Rc<Exits>>> = const { RefCell::new(None) };
+}
+
+/// Called by a node whose `node::run` returned; madsim then ends the node's process (its init
+/// task is done), as the real process exits.
+fn node_exited(name: &str) {
+    let Some(exits) = EXITS.with(|slot| slot.borrow().clone()) else { return };
+    exits.exited.borrow_mut().push(name.to_string());
+    let listener = exits.listener.borrow();
+    if let Some(listener) = listener.as_ref() {
+        listener(name);
+    }
+}
 
 pub struct SimNode {
     pub name: String,
@@ -42,8 +64,7 @@ pub struct SimCluster {
     nodes: BTreeMap<String, SimNode>,
     clients: Vec<NodeHandle>,
     /// Nodes whose `node::run` returned (they were asked to shut down), in the order they did.
-    exited: Rc<RefCell<Vec<String>>>,
-    on_exit: Rc<RefCell<Option<ExitListener>>>,
+    exits: Rc<Exits>,
 }
 
 fn role_octet(role: Role) -> u8 {
@@ -65,12 +86,13 @@ impl SimCluster {
         let configs = layout.node_configs(|role, index| (node_ip(role, index).to_string(), NODE_PORT))?;
         let handle = Handle::current();
         let mut nodes = BTreeMap::new();
-        let (exits_tx, exits_rx) = tokio::sync::mpsc::channel::<String>(PENDING_EXITS_MAX);
+        let exits = Rc::new(Exits::default());
+        EXITS.with(|slot| *slot.borrow_mut() = Some(exits.clone()));
         for config in configs {
             let ip: IpAddr = config.internal_address.parse().map_err(|_| "layout produced a non-IP address".to_string())?;
             let clock = Clock::new();
             let name = config.node_id.clone();
-            let (node_config, node_clock, node_exits) = (config.clone(), clock.clone(), exits_tx.clone());
+            let (node_config, node_clock) = (config.clone(), clock.clone());
             let node = handle
                 .create_node()
                 .name(name.clone())
@@ -78,7 +100,6 @@ impl SimCluster {
                 .init(move || {
                     let config = node_config.clone();
                     let clock = node_clock.clone();
-                    let exits = node_exits.clone();
                     async move {
                         let name = config.node_id.clone();
                         let context = NodeContext::new(config, clock);
@@ -87,11 +108,9 @@ impl SimCluster {
                             let _ = tokio::signal::ctrl_c().await;
                         };
                         match fireball::node::run(context, signal).await {
-                            // The node stopped by itself (asked to shut down): tell the harness,
-                            // which ends the simulated process as the real one would end.
-                            Ok(()) => {
-                                let _ = exits.send(name).await;
-                            }
+                            // The node stopped by itself (asked to shut down): tell the harness;
+                            // returning ends the simulated process, as the real one would end.
+                            Ok(()) => node_exited(&name),
                             // A node that cannot start is a harness bug: say so loudly.
                             Err(error) => panic!("node failed to start: {error}"),
                         }
@@ -101,43 +120,17 @@ impl SimCluster {
             let sim_node = SimNode { name: name.clone(), role: config.role, uri: config.self_uri(), ip, id: node.id(), clock };
             nodes.insert(name, sim_node);
         }
-        let cluster = SimCluster {
-            layout,
-            nodes,
-            clients: Vec::new(),
-            exited: Rc::new(RefCell::new(Vec::new())),
-            on_exit: Rc::new(RefCell::new(None)),
-        };
-        cluster.handle_exits(exits_rx);
-        Ok(cluster)
-    }
-
-    /// A node whose `node::run` returned has stopped as a process stops: the harness ends it
-    /// (kills what it left running and frees its address), notes it, and tells the listener.
-    fn handle_exits(&self, mut exits: tokio::sync::mpsc::Receiver<String>) {
-        let ids: BTreeMap<String, NodeId> = self.nodes.values().map(|node| (node.name.clone(), node.id)).collect();
-        let (exited, on_exit) = (self.exited.clone(), self.on_exit.clone());
-        madsim::task::spawn_local(async move {
-            while let Some(name) = exits.recv().await {
-                if let Some(id) = ids.get(&name) {
-                    Handle::current().kill(*id);
-                }
-                exited.borrow_mut().push(name.clone());
-                if let Some(listener) = on_exit.borrow().as_ref() {
-                    listener(&name);
-                }
-            }
-        });
+        Ok(SimCluster { layout, nodes, clients: Vec::new(), exits })
     }
 
     /// Calls `listener` with the node's name each time a node exits by itself.
     pub fn on_exit(&self, listener: impl Fn(&str) + 'static) {
-        *self.on_exit.borrow_mut() = Some(Box::new(listener));
+        *self.exits.listener.borrow_mut() = Some(Box::new(listener));
     }
 
     /// True once `name` has exited by itself (and not been restarted since).
     pub fn has_exited(&self, name: &str) -> bool {
-        self.exited.borrow().iter().any(|exited| exited == name) && Handle::current().is_exit(self.node(name).id)
+        self.exits.exited.borrow().iter().any(|exited| exited == name) && Handle::current().is_exit(self.node(name).id)
     }
 
     /// Sends the node's process a signal (madsim's ctrl-c): it shuts down gracefully, as

@@ -187,15 +187,21 @@ async fn simulate(loaded: LoadedScenario, layout: ClusterLayout, plan: Plan, kee
     Ok((report, trace.digest(), trace.now_ms(), jsonl, message_counts.totals_by_kind(), clients))
 }
 
-/// True while a node that accepted a shutdown has not exited (nor crashed) yet.
+/// True while a node that accepted a shutdown has not exited (nor crashed) yet. (A node with
+/// nothing to finish may exit before its acceptance reaches the operator: that one is done.)
 fn awaiting_exit(entries: &[(u64, Entry)]) -> bool {
+    let mut asked = std::collections::BTreeSet::new();
     let mut draining = std::collections::BTreeSet::new();
     for (_, entry) in entries {
         match entry {
-            Entry::Harness(HarnessEvent::ShutdownAccepted { node }) => {
+            Entry::Harness(HarnessEvent::ShutdownSent { node }) => {
+                asked.insert(node.as_str());
+            }
+            Entry::Harness(HarnessEvent::ShutdownAccepted { node }) if asked.contains(node.as_str()) => {
                 draining.insert(node.as_str());
             }
             Entry::Harness(HarnessEvent::NodeExited { node } | HarnessEvent::NodeCrashed { node }) => {
+                asked.remove(node.as_str());
                 draining.remove(node.as_str());
             }
             _ => {}

@@ -9,10 +9,8 @@
 //!   a second SIGTERM ends the process at once;
 //! - with every RM dead, a proxied request answers 503 promptly instead of hanging.
 #![cfg(not(madsim))]
-// Real processes on real hosts, outside any simulation: wall-clock deadlines are the point.
-#![allow(clippy::disallowed_methods)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fireball::protocol::client::StatementClient;
 use fireball::runtime::http_client::{HttpClient, Request, Response};
@@ -43,7 +41,7 @@ fn json(response: &Response) -> Value {
 /// GETs `url` until `accept` likes the JSON answer (bounded). A node still starting may refuse
 /// the connection: that is retried like any other unwanted answer.
 async fn eventually(http: &HttpClient, url: String, what: &str, accept: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = processes::wall_now() + Duration::from_secs(30);
     loop {
         let request = Request::new(Method::GET, url.clone(), MessageKind::Other).timeout_ms(10_000).retries(0);
         let last = match http.send(request).await {
@@ -57,7 +55,7 @@ async fn eventually(http: &HttpClient, url: String, what: &str, accept: impl Fn(
             Ok(answer) => format!("{} {}", answer.status, String::from_utf8_lossy(&answer.body)),
             Err(error) => error.to_string(),
         };
-        assert!(Instant::now() < deadline, "{what}: last answer from {url} was {last}");
+        assert!(processes::wall_now() < deadline, "{what}: last answer from {url} was {last}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -217,7 +215,7 @@ async fn rest_endpoints_proxy_kill_and_shut_down_across_processes() {
     // Without any RM, a proxied request is answered 503 promptly.
     cluster.kill("rm-1");
     cluster.kill("rm-2");
-    let asked = Instant::now();
+    let asked = processes::wall_now();
     let unavailable = send(&http, Method::GET, format!("{c2}/v1/cluster"), "").await;
     let took = asked.elapsed();
     assert_eq!(unavailable.status, 503, "{}", String::from_utf8_lossy(&unavailable.body));

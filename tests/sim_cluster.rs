@@ -124,6 +124,7 @@ fn same_seed_same_trace_digest() {
     let seed = std::env::var("MADSIM_TEST_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or(42);
     // Each run gets a fresh OS thread, as madsim's own determinism check does: std seeds HashMap
     // hashers from per-thread keys, so a second run on the same thread would hash differently.
+    #[allow(clippy::disallowed_methods, reason = "the harness runs each simulation on its own fresh OS thread")]
     let run = || {
         #[allow(clippy::disallowed_methods)] // a harness thread, outside any simulation
         std::thread::spawn(move || {

@@ -102,12 +102,18 @@ impl SimCluster {
                     let clock = node_clock.clone();
                     async move {
                         let name = config.node_id.clone();
+                        // Bind first, then build the context (which draws the node's seed): the
+                        // order nodes always started in, so every seed keeps its run.
+                        let listener = match fireball::node::bind(&config).await {
+                            Ok(listener) => listener,
+                            Err(error) => panic!("node failed to start: {error}"),
+                        };
                         let context = NodeContext::new(config, clock);
                         // madsim's ctrl-c is the simulated process's signal ([`SimCluster::signal`]).
                         let signal = async {
                             let _ = tokio::signal::ctrl_c().await;
                         };
-                        match fireball::node::run(context, signal).await {
+                        match fireball::node::run_on(listener, context, signal, |_| {}).await {
                             // The node stopped by itself (asked to shut down): tell the harness;
                             // returning ends the simulated process, as the real one would end.
                             Ok(()) => node_exited(&name),

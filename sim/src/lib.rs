@@ -5,6 +5,7 @@
 //! [`fireball::node::run`], on its own simulated host (shutdown included). Only the clock, the network and the task
 //! scheduler are madsim's. Everything here is only compiled with `--cfg madsim`.
 
+pub mod entry;
 pub mod memory_oracle;
 pub mod oracle;
 pub mod plan;

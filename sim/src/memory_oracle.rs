@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use fireball::runtime::sim_hooks::Event;
 use serde::Serialize;
 
-use crate::oracle::{Entry, HarnessEvent};
+use crate::entry::{Entry, HarnessEvent};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct MemoryReport {

@@ -21,30 +21,9 @@ use serde::Serialize;
 
 use crate::scenario::Expect;
 
-/// What the harness itself did, recorded beside the nodes' events.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "harness", rename_all = "snake_case")]
-pub enum HarnessEvent {
-    FaultStarted { index: usize, description: String },
-    FaultEnded { index: usize },
-    NodeCrashed { node: String },
-    NodeRestarted { node: String },
-    /// The harness sent `PUT /v1/info/state "SHUTTING_DOWN"` to the node (a `shutdown` fault)…
-    ShutdownSent { node: String },
-    /// …and the node answered 200: it is SHUTTING_DOWN from here on…
-    ShutdownAccepted { node: String },
-    /// …or the request did not get through.
-    ShutdownFailed { node: String, reason: String },
-    /// The node's `node::run` returned (it stopped by itself); the harness then ends the process.
-    NodeExited { node: String },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum Entry {
-    Node(Event),
-    Harness(HarnessEvent),
-}
+// The trace's entry types are shared with the memory half, which this module reads: they live
+// below both (`crate::entry`), re-exported here where callers have always found them.
+pub use crate::entry::{Entry, HarnessEvent};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct GroupReport {

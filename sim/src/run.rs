@@ -53,11 +53,13 @@ pub fn run(loaded: &LoadedScenario, seed: u64, faults: Option<Vec<Fault>>, keep_
     }
     let layout = layout(loaded)?;
     let loaded = loaded.clone();
-    #[allow(clippy::disallowed_methods)] // one fresh OS thread per simulation, outside it
-    let thread = std::thread::Builder::new()
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "outside the simulation: one fresh OS thread per run, and its wall time measured"
+    )]
+    let thread = std::thread::Builder::new() // determinism: ok (one fresh thread per simulation)
         .name(format!("sim-{}-{seed}", loaded.scenario.name))
         .spawn(move || {
-            #[allow(clippy::disallowed_methods)] // outside the simulation: measures its wall time
             let wall = std::time::Instant::now();
             let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
             let outcome = runtime.block_on(simulate(loaded.clone(), layout, plan.clone(), keep_trace));

@@ -21,8 +21,8 @@ impl Trace {
     /// Installs the recorder for this simulation (thread) and starts recording.
     pub fn install() -> Trace {
         let entries: Rc<RefCell<Vec<(u64, Entry)>>> = Rc::new(RefCell::new(Vec::new()));
-        #[allow(clippy::disallowed_methods)] // madsim virtualises Instant: this is simulated time
-        let origin = Instant::now();
+        #[allow(clippy::disallowed_methods, reason = "inside the simulation: madsim virtualises std's Instant")]
+        let origin = Instant::now(); // determinism: ok (madsim virtualises Instant)
         let trace = Trace { entries, origin };
         let sink = trace.clone();
         sim_hooks::install_recorder(Box::new(move |event| sink.push(Entry::Node(event))));

@@ -4,14 +4,20 @@
 //! Presto (which fails on "Configuration property 'x' was not used"), an unknown key stops the node
 //! with the file and line, because a misspelt limit silently ignored is worse than no start.
 
+pub mod low_memory_killer;
 pub mod properties;
 pub mod units;
 
+use low_memory_killer::{KillerConfig, KillerPolicy, KillerScope};
 use properties::{Origin, Properties};
 use std::collections::BTreeSet;
 use std::path::Path;
 
 pub use units::{format_data_size, format_duration, parse_data_size_bytes, parse_duration_ms};
+
+/// The version every node reports (`/v1/info`, `fireball_node_info`): the build's, not a setting,
+/// but kept here, below every module that reports it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,7 +85,7 @@ pub struct NodeConfig {
     pub query_max_memory_bytes: u64,
     /// `query.max-total-memory` (default twice `query.max-memory`, as in Presto).
     pub query_max_total_memory_bytes: u64,
-    pub low_memory_killer: crate::memory::killer::KillerConfig,
+    pub low_memory_killer: KillerConfig,
     pub request_timeout_ms: u64,
     pub request_retries_max: u32,
     /// `presto` (Presto's policy, the default) or `naive` (deliberately weakened: admits on stale
@@ -267,8 +273,7 @@ impl NodeConfig {
 /// `query.low-memory-killer.policy` and `.delay` (Presto's names and defaults) and fireball's
 /// `query.low-memory-killer.scope`: `cluster` (one victim cluster-wide, the default) or
 /// `coordinator` (Presto's behaviour: each coordinator kills among its own queries).
-fn low_memory_killer_config(reader: &mut Reader) -> Result<crate::memory::killer::KillerConfig, String> {
-    use crate::memory::killer::{KillerConfig, KillerPolicy, KillerScope};
+fn low_memory_killer_config(reader: &mut Reader) -> Result<KillerConfig, String> {
     let policy_text = reader.string_opt("query.low-memory-killer.policy").unwrap_or_else(|| "total-reservation-on-blocked-nodes".into());
     let policy = KillerPolicy::parse(&policy_text).ok_or_else(|| {
         reader.error_at(

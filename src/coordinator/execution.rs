@@ -3,12 +3,17 @@
 //! drained of their rows. Rows are handed to the query as each task finishes, so clients see data
 //! while other tasks still run.
 //!
-//! Everything here runs inside the query's tracing span (see `Coordinator::start_query`), so every
+//! The driver decides nothing about the query itself: rows, memory and the outcome go to the query
+//! manager as inputs, and a query the manager ended (cancel, kill, a limit) stops its driver
+//! through the query's cancel handle.
+//!
+//! Everything here runs inside the query's tracing span (see `Coordinator::apply`), so every
 //! log line carries the query id.
 
 use axum::http::Method;
 use tokio::sync::mpsc;
 
+use super::manager::Input;
 use super::{scheduler, Coordinator};
 use crate::protocol::errors::{self, NO_NODES_AVAILABLE, REMOTE_TASK_ERROR};
 use crate::protocol::QueryFailure;
@@ -23,16 +28,14 @@ const PLACEMENT_FALLBACKS_MAX: usize = 2;
 const WORKER_WAIT_POLL_MS: u64 = 100;
 
 pub async fn execute(coordinator: Coordinator, query_id: String) {
-    let (plan, cancel) = {
-        let state = coordinator.lock();
-        let Some(query) = state.queries.get(&query_id) else { return };
-        (query.plan.clone(), query.cancel.clone())
+    let Some((plan, cancel)) =
+        coordinator.with_manager(|manager| manager.query(&query_id).map(|query| (query.plan.clone(), query.cancel.clone())))
+    else {
+        return;
     };
     let result = match plan {
         Plan::Constant { row, .. } => {
-            with_query(&coordinator, &query_id, |query| {
-                query.push_rows(vec![row]);
-            });
+            coordinator.apply(Input::TaskOutput { query_id: query_id.clone(), rows: vec![row], task_done: false });
             Ok(())
         }
         Plan::Synthetic(spec) => {
@@ -43,30 +46,12 @@ pub async fn execute(coordinator: Coordinator, query_id: String) {
             }
         }
     };
-    match result {
-        Ok(()) => coordinator.finish_query(&query_id),
-        Err(failure) => {
-            coordinator.fail_query(&query_id, failure);
-        }
-    }
-}
-
-fn with_query(coordinator: &Coordinator, query_id: &str, f: impl FnOnce(&mut super::Query)) {
-    let mut state = coordinator.lock();
-    if let Some(query) = state.queries.get_mut(query_id) {
-        if !query.is_done() {
-            f(query);
-        }
-    }
+    coordinator.apply(Input::ExecutionEnded { query_id, outcome: result });
 }
 
 async fn run_synthetic(coordinator: &Coordinator, query_id: &str, spec: &SyntheticSpec) -> Result<(), QueryFailure> {
     let workers = wait_for_workers(coordinator).await?;
-    let cursor = {
-        let mut state = coordinator.lock();
-        state.schedule_cursor = state.schedule_cursor.wrapping_add(u64::from(spec.tasks));
-        state.schedule_cursor
-    };
+    let cursor = coordinator.with_manager(|manager| manager.advance_schedule_cursor(spec.tasks));
     let placement = scheduler::place(&workers, spec.tasks, cursor, PLACEMENT_FALLBACKS_MAX);
     let (results_tx, mut results_rx) = mpsc::channel(spec.tasks as usize);
     let mut task_handles = TaskCleanup { coordinator: coordinator.clone(), created: Vec::new(), drivers: Vec::new() };
@@ -102,10 +87,7 @@ async fn run_synthetic(coordinator: &Coordinator, query_id: &str, spec: &Synthet
         match results_rx.recv().await {
             Some(Ok(rows)) => {
                 remaining -= 1;
-                with_query(coordinator, query_id, |query| {
-                    query.push_rows(rows);
-                    query.task_done();
-                });
+                coordinator.apply(Input::TaskOutput { query_id: query_id.to_string(), rows, task_done: true });
             }
             Some(Err(failure)) => break Err(failure),
             None => break Err(QueryFailure::new(REMOTE_TASK_ERROR, "task drivers ended without a result")),
@@ -136,7 +118,7 @@ impl Drop for TaskCleanup {
         if self.created.is_empty() {
             return;
         }
-        let client = self.coordinator.inner.client.clone();
+        let client = self.coordinator.context().client.clone();
         let timeout_ms = self.coordinator.config().request_timeout_ms;
         let tasks = std::mem::take(&mut self.created);
         crate::runtime::spawn(tracing::Instrument::in_current_span(async move {
@@ -156,7 +138,7 @@ impl Drop for TaskCleanup {
 async fn wait_for_workers(coordinator: &Coordinator) -> Result<Vec<WorkerView>, QueryFailure> {
     let deadline_ms = coordinator.now_ms() + coordinator.config().required_workers_max_wait_ms;
     loop {
-        let workers = coordinator.lock().view.as_ref().map(|view| view.workers.clone()).unwrap_or_default();
+        let workers = coordinator.with_manager(|manager| manager.workers());
         if !workers.is_empty() {
             return Ok(workers);
         }
@@ -179,7 +161,7 @@ impl TaskDriver {
         let worker = self.create().await?;
         let base = format!("{}{}/{}", worker.uri, paths::TASK, self.task_id);
         let config = self.coordinator.config();
-        let client = &self.coordinator.inner.client;
+        let client = &self.coordinator.context().client;
         let mut last_contact_ms = self.coordinator.now_ms();
         let mut known_state = TaskState::Blocked;
         let mut known_memory_bytes = u64::MAX; // unknown: the first answer comes at once
@@ -204,7 +186,7 @@ impl TaskDriver {
                     known_state = status.state;
                     if status.memory_bytes != known_memory_bytes {
                         known_memory_bytes = status.memory_bytes;
-                        self.coordinator.task_memory_changed(&self.request.query_id, self.request.task_index, status.memory_bytes)?;
+                        self.report_memory(status.memory_bytes)?;
                     }
                     match status.state {
                         TaskState::Finished => return self.fetch_results(&base).await,
@@ -252,6 +234,18 @@ impl TaskDriver {
         }
     }
 
+    /// Tells the manager what the task holds now. `Err` once that ended the query (a distributed
+    /// memory limit): the driver stops at once rather than waiting for the cancel to reach it.
+    fn report_memory(&self, bytes: u64) -> Result<(), QueryFailure> {
+        let query_id = &self.request.query_id;
+        self.coordinator.apply(Input::TaskMemory { query_id: query_id.clone(), task_index: self.request.task_index, bytes });
+        let ended = self.coordinator.with_manager(|manager| manager.query(query_id).is_none_or(|query| query.is_done()));
+        if ended {
+            return Err(QueryFailure::new(REMOTE_TASK_ERROR, format!("Query {query_id} ended while task {} ran", self.task_id)));
+        }
+        Ok(())
+    }
+
     /// Creates the task on the first candidate that accepts it (creation is idempotent by id).
     async fn create(&self) -> Result<WorkerView, QueryFailure> {
         let config = self.coordinator.config();
@@ -262,7 +256,7 @@ impl TaskDriver {
             let request = Request::new(Method::POST, url, MessageKind::TaskCreate)
                 .json(&self.request)
                 .timeout_ms(config.request_timeout_ms);
-            let created: Result<TaskStatus, _> = self.coordinator.inner.client.send_json(request).await;
+            let created: Result<TaskStatus, _> = self.coordinator.context().client.send_json(request).await;
             match created {
                 Ok(_) => return Ok(worker.clone()),
                 Err(ClientError::Status { status: 400, body, .. }) => {
@@ -290,7 +284,7 @@ impl TaskDriver {
 
     async fn fetch_results(&self, base: &str) -> Result<Vec<Vec<serde_json::Value>>, QueryFailure> {
         let config = self.coordinator.config();
-        let client = &self.coordinator.inner.client;
+        let client = &self.coordinator.context().client;
         let url = format!("{base}/results");
         let request = Request::new(Method::GET, &url, MessageKind::TaskResults).timeout_ms(config.request_timeout_ms).retries(3);
         let results: TaskResults = client

@@ -18,6 +18,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::manager::{KillOutcome, QueryManager};
 use super::query::Query;
 use super::Coordinator;
 use crate::protocol::errors::{self, ErrorCode};
@@ -51,51 +52,14 @@ pub fn router(coordinator: Coordinator) -> Router {
     router.with_state(coordinator)
 }
 
-/// What `PUT /v1/query/{id}/killed` did (Presto's answers: 200, 409, 410).
-#[derive(Debug, PartialEq, Eq)]
-pub enum KillOutcome {
-    Killed,
-    AlreadyDone,
-    NotFound,
-}
-
-impl Coordinator {
-    /// Fails a running or queued query with `failure`, as an administrator asked.
-    pub fn kill_query(&self, query_id: &str, failure: QueryFailure) -> KillOutcome {
-        match self.lock().queries.get(query_id).map(Query::is_done) {
-            None => return KillOutcome::NotFound,
-            Some(true) => return KillOutcome::AlreadyDone,
-            Some(false) => {}
-        }
-        let _span = super::query_span(query_id).entered();
-        tracing::info!(error = %failure, "query killed by request");
-        self.fail_query(query_id, failure);
-        // Lost a race with the query ending on its own? Then it was not killed.
-        let killed = self
-            .lock()
-            .queries
-            .get(query_id)
-            .and_then(|query| query.failure.as_ref())
-            .is_some_and(|failure| failure.code == errors::ADMINISTRATIVELY_KILLED || failure.code == errors::ADMINISTRATIVELY_PREEMPTED);
-        if killed {
-            KillOutcome::Killed
-        } else {
-            KillOutcome::AlreadyDone
-        }
-    }
-
-    fn owns(&self, query_id: &str) -> bool {
-        self.lock().queries.contains_key(query_id)
-    }
-
-    /// `GET /v1/query/{id}` as the owner answers it.
-    fn query_info(&self, query_id: &str) -> Option<Value> {
-        let now_ms = self.now_ms();
-        let state = self.lock();
-        let query = state.queries.get(query_id)?;
+/// `GET /v1/query/{id}` as the owner answers it.
+fn query_info(coordinator: &Coordinator, query_id: &str) -> Option<Value> {
+    let now_ms = coordinator.now_ms();
+    coordinator.with_manager(|manager| {
+        let query = manager.query(query_id)?;
         let owned = OwnedQuery {
-            coordinator_id: self.node_id().to_string(),
-            coordinator_uri: self.self_uri().to_string(),
+            coordinator_id: coordinator.node_id().to_string(),
+            coordinator_uri: coordinator.self_uri().to_string(),
             summary: query.summary(),
         };
         let elapsed_ms = query.ended_ms.unwrap_or(now_ms).saturating_sub(query.created_ms);
@@ -105,7 +69,11 @@ impl Coordinator {
         info["queryStats"]["completedTasks"] = json!(query.tasks_done);
         info["queryStats"]["outputPositions"] = json!(query.rows_produced);
         Some(info)
-    }
+    })
+}
+
+fn owns(coordinator: &Coordinator, query_id: &str) -> bool {
+    coordinator.with_manager(|manager| manager.query(query_id).is_some())
 }
 
 /// Forwards the request to an RM (503 when none answers within the request timeout).
@@ -117,9 +85,9 @@ async fn to_resource_manager(State(coordinator): State<Coordinator>, request: Re
         Ok(forward) => forward,
         Err(response) => return response,
     };
-    let inner = &coordinator.inner;
-    let hop = proxy::Hop { client: &inner.client, metrics: &inner.metrics, target_role: crate::config::Role::ResourceManager };
-    proxy::to_resource_manager(&hop, &inner.resource_managers, &inner.clock, &forward, inner.config.request_timeout_ms).await
+    let context = coordinator.context();
+    let hop = proxy::Hop { client: &context.client, metrics: &context.metrics, target_role: crate::config::Role::ResourceManager };
+    proxy::to_resource_manager(&hop, &coordinator.inner.resource_managers, &context.clock, &forward, context.config.request_timeout_ms).await
 }
 
 /// For a query this coordinator does not hold: ask the RM (which knows every owner), unless the
@@ -133,7 +101,7 @@ async fn not_owned(coordinator: Coordinator, request: Request, not_found: Status
 }
 
 async fn get_query(State(coordinator): State<Coordinator>, Path(query_id): Path<String>, request: Request) -> Response {
-    match coordinator.query_info(&query_id) {
+    match query_info(&coordinator, &query_id) {
         Some(info) => Json(info).into_response(),
         // Presto's owner answers 410 for a query it no longer holds.
         None => not_owned(coordinator, request, StatusCode::GONE).await,
@@ -141,7 +109,7 @@ async fn get_query(State(coordinator): State<Coordinator>, Path(query_id): Path<
 }
 
 async fn delete_query(State(coordinator): State<Coordinator>, Path(query_id): Path<String>, request: Request) -> Response {
-    if coordinator.owns(&query_id) {
+    if owns(&coordinator, &query_id) {
         coordinator.cancel(&query_id);
         return StatusCode::NO_CONTENT.into_response();
     }
@@ -159,7 +127,7 @@ async fn preempt_query(State(coordinator): State<Coordinator>, Path(query_id): P
 }
 
 async fn kill_or_forward(coordinator: Coordinator, query_id: String, request: Request, code: ErrorCode, default: String) -> Response {
-    if !coordinator.owns(&query_id) {
+    if !owns(&coordinator, &query_id) {
         return not_owned(coordinator, request, StatusCode::GONE).await;
     }
     let body = match axum::body::to_bytes(request.into_body(), proxy::BODY_BYTES_MAX).await {
@@ -195,18 +163,17 @@ async fn query_state(
     if params.get("includeLocalQueryOnly").is_some_and(|value| value == "true") || !proxy::may_forward(request.headers()) {
         let include_all = params.get("includeAllQueries").is_some_and(|value| value == "true");
         let user = params.get("user").filter(|user| !user.is_empty());
-        return Json(coordinator.query_states(include_all, user.map(String::as_str))).into_response();
+        let now_ms = coordinator.now_ms();
+        let listed = coordinator.with_manager(|manager| query_states(manager, now_ms, include_all, user.map(String::as_str)));
+        return Json(listed).into_response();
     }
     to_resource_manager(State(coordinator), request).await
 }
 
-impl Coordinator {
-    /// This coordinator's queries as Presto's `QueryStateInfo` (done ones only with `include_all`).
-    fn query_states(&self, include_all: bool, user: Option<&str>) -> Vec<Value> {
-        let now_ms = self.now_ms();
-        let state = self.lock();
+/// This coordinator's queries as Presto's `QueryStateInfo` (done ones only with `include_all`).
+fn query_states(manager: &QueryManager, now_ms: u64, include_all: bool, user: Option<&str>) -> Vec<Value> {
         let mut listed = Vec::new();
-        for query in state.queries.values() {
+        for query in manager.queries() {
             if (!include_all && query.is_done()) || user.is_some_and(|user| user != query.session.user) {
                 continue;
             }
@@ -227,14 +194,13 @@ impl Coordinator {
             }
             match query.state {
                 // Presto explains a queued query with the groups it waits in, leaf first.
-                QueryState::Queued => info["pathToRoot"] = json!(path_to_root(&state.admission, &query.group)),
+                QueryState::Queued => info["pathToRoot"] = json!(path_to_root(manager.admission(), &query.group)),
                 QueryState::Running => info["progress"] = progress(query, now_ms),
                 QueryState::Finished | QueryState::Failed => {}
             }
             listed.push(info);
         }
         listed
-    }
 }
 
 fn path_to_root(admission: &crate::resource_groups::ResourceGroupManager, group: &str) -> Vec<Value> {

@@ -15,51 +15,29 @@
 use std::sync::Arc;
 
 use super::Coordinator;
-use crate::node::fanout::FanOut;
+use crate::snapshot_sender::SnapshotSender;
 use crate::runtime::sim_hooks::MessageKind;
-use crate::wire::{paths, ClusterView, QueryHeartbeat};
+use crate::wire::{paths, ClusterView};
 
-/// Finished queries ride along in heartbeats for this long, so every RM learns how they ended.
-const FINISHED_REPORT_WINDOW_MS: u64 = 5_000;
 /// Bound on how long one poll may take before the next RM is tried.
 const POLL_TIMEOUT_MS_MIN: u64 = 500;
 
 pub async fn run_query_heartbeats(coordinator: Coordinator) {
     let interval_ms = coordinator.config().query_heartbeat_interval_ms;
     let coalesce_ms = coordinator.config().query_heartbeat_coalesce_ms;
-    let mut fan_out = FanOut::new(paths::QUERY_HEARTBEAT, MessageKind::QueryHeartbeat).with_metrics(&coordinator.inner.metrics);
+    let mut fan_out = SnapshotSender::new(paths::QUERY_HEARTBEAT, MessageKind::QueryHeartbeat).with_metrics(&coordinator.context().metrics);
     loop {
         tokio::select! {
             biased;
             _ = crate::runtime::sleep_ms(interval_ms) => {}
             _ = coordinator.inner.heartbeat_due.notified() => crate::runtime::sleep_ms(coalesce_ms).await,
         }
-        let batch = build_heartbeat(&coordinator);
+        let now_ms = coordinator.now_ms();
+        let batch = Arc::new(coordinator.with_manager(|manager| manager.heartbeat(now_ms, coordinator.self_uri())));
         let timeout_ms = coordinator.config().request_timeout_ms.min(interval_ms.max(1_000));
         let uris = coordinator.inner.resource_managers.all();
-        fan_out.send(&coordinator.inner.client, uris, batch, timeout_ms);
+        fan_out.send(&coordinator.context().client, uris, batch, timeout_ms);
     }
-}
-
-fn build_heartbeat(coordinator: &Coordinator) -> Arc<QueryHeartbeat> {
-    let now_ms = coordinator.now_ms();
-    let mut state = coordinator.lock();
-    state.heartbeat_sequence += 1;
-    let queries = state
-        .queries
-        .values()
-        .filter(|query| match query.ended_ms {
-            None => true,
-            Some(ended_ms) => now_ms.saturating_sub(ended_ms) <= FINISHED_REPORT_WINDOW_MS,
-        })
-        .map(|query| query.summary())
-        .collect();
-    Arc::new(QueryHeartbeat {
-        coordinator_id: coordinator.node_id().to_string(),
-        coordinator_uri: coordinator.self_uri().to_string(),
-        sequence: state.heartbeat_sequence,
-        queries,
-    })
 }
 
 pub async fn run_view_poller(coordinator: Coordinator) {
@@ -83,12 +61,12 @@ async fn poll_once(coordinator: &Coordinator, timeout_ms: u64, with_nodes: bool)
     let resource_managers = &coordinator.inner.resource_managers;
     for uri in resource_managers.poll_order(coordinator.now_ms()) {
         let url = format!("{uri}{}?excluding={}&nodes={with_nodes}", paths::CLUSTER_VIEW, coordinator.node_id());
-        let view: Result<ClusterView, _> = coordinator.inner.client.get_json(&url, MessageKind::ClusterView, timeout_ms).await;
+        let view: Result<ClusterView, _> = coordinator.context().client.get_json(&url, MessageKind::ClusterView, timeout_ms).await;
         match view {
             Ok(view) => {
                 resource_managers.mark_ok(&uri);
                 coordinator.apply_view(view, with_nodes);
-                coordinator.inner.metrics.cluster_view_polled(true);
+                coordinator.context().metrics.cluster_view_polled(true);
                 return true;
             }
             Err(error) => {
@@ -97,6 +75,6 @@ async fn poll_once(coordinator: &Coordinator, timeout_ms: u64, with_nodes: bool)
             }
         }
     }
-    coordinator.inner.metrics.cluster_view_polled(false);
+    coordinator.context().metrics.cluster_view_polled(false);
     false
 }

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use super::manager::PagePath;
 use super::query::PageError;
 use super::Coordinator;
 use crate::protocol::SessionContext;
@@ -48,14 +49,12 @@ async fn post_statement(State(coordinator): State<Coordinator>, headers: HeaderM
     Json(page).into_response()
 }
 
-/// `slug` must match; `maxWait` is a Presto duration.
-fn read_params(params: &BTreeMap<String, String>) -> Result<(String, u64), Response> {
+/// `slug` must match; `maxWait` is a Presto duration. The error is the 400 message.
+fn read_params(params: &BTreeMap<String, String>) -> Result<(String, u64), String> {
     let slug = params.get("slug").cloned().unwrap_or_default();
     let max_wait_ms = match params.get("maxWait") {
         None => MAX_WAIT_MS_DEFAULT,
-        Some(text) => crate::config::parse_duration_ms(text)
-            .map_err(|reason| self::text(StatusCode::BAD_REQUEST, format!("maxWait: {reason}")))?
-            .min(MAX_WAIT_MS_MAX),
+        Some(text) => crate::config::parse_duration_ms(text).map_err(|reason| format!("maxWait: {reason}"))?.min(MAX_WAIT_MS_MAX),
     };
     Ok((slug, max_wait_ms))
 }
@@ -65,12 +64,6 @@ fn page_error(error: PageError) -> Response {
         PageError::Gone => text(StatusCode::GONE, "Token is no longer valid"),
         PageError::NotFound => text(StatusCode::NOT_FOUND, "Query not found"),
     }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum PagePath {
-    Queued,
-    Executing,
 }
 
 async fn get_queued(
@@ -98,14 +91,14 @@ async fn serve_page(
 ) -> Response {
     let (slug, max_wait_ms) = match read_params(&params) {
         Ok(read) => read,
-        Err(response) => return response,
+        Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
     let deadline_ms = coordinator.now_ms() + max_wait_ms;
     loop {
         let changed = match wait_handle(&coordinator, &query_id, &slug, path, deadline_ms) {
             Ok(Some(changed)) => changed,
             Ok(None) => break,
-            Err(response) => return response,
+            Err(error) => return page_error(error),
         };
         // Arm the notification, then look again: a change in between is not missed.
         let notified = changed.notified();
@@ -114,7 +107,7 @@ async fn serve_page(
         match wait_handle(&coordinator, &query_id, &slug, path, deadline_ms) {
             Ok(Some(_)) => {}
             Ok(None) => break,
-            Err(response) => return response,
+            Err(error) => return page_error(error),
         }
         let remaining_ms = deadline_ms.saturating_sub(coordinator.now_ms());
         if crate::runtime::timeout_ms(remaining_ms, notified).await.is_none() {
@@ -122,15 +115,7 @@ async fn serve_page(
         }
     }
     let now_ms = coordinator.now_ms();
-    let mut state = coordinator.lock();
-    let Some(query) = state.queries.get_mut(&query_id).filter(|query| query.slug == slug) else {
-        return text(StatusCode::NOT_FOUND, "Query not found");
-    };
-    let base_uri = coordinator.self_uri().to_string();
-    let page = match path {
-        PagePath::Queued => query.queued_page(token, &base_uri, now_ms),
-        PagePath::Executing => query.executing_page(token, &base_uri, now_ms),
-    };
+    let page = coordinator.with_manager(|manager| manager.page(now_ms, &query_id, &slug, path, token, coordinator.self_uri()));
     match page {
         Ok(page) => Json(page).into_response(),
         Err(error) => page_error(error),
@@ -144,16 +129,9 @@ fn wait_handle(
     slug: &str,
     path: PagePath,
     deadline_ms: u64,
-) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>, Response> {
-    let state = coordinator.lock();
-    let Some(query) = state.queries.get(query_id).filter(|query| query.slug == slug) else {
-        return Err(text(StatusCode::NOT_FOUND, "Query not found"));
-    };
-    let worth_waiting = match path {
-        PagePath::Queued => query.state == crate::wire::QueryState::Queued,
-        PagePath::Executing => !query.has_news_for_executing(),
-    };
-    Ok((worth_waiting && coordinator.now_ms() < deadline_ms).then(|| query.changed.clone()))
+) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>, PageError> {
+    let waiting = coordinator.with_manager(|manager| manager.page_wait(query_id, slug, path))?;
+    Ok(waiting.filter(|_| coordinator.now_ms() < deadline_ms))
 }
 
 async fn delete_statement(
@@ -162,7 +140,7 @@ async fn delete_statement(
     UrlQuery(params): UrlQuery<BTreeMap<String, String>>,
 ) -> Response {
     let slug = params.get("slug").cloned().unwrap_or_default();
-    let known = coordinator.lock().queries.get(&query_id).is_some_and(|query| query.slug == slug);
+    let known = coordinator.with_manager(|manager| manager.query(&query_id).is_some_and(|query| query.slug == slug));
     if !known {
         return text(StatusCode::NOT_FOUND, "Query not found");
     }

@@ -20,57 +20,24 @@
 //!   victim has ended but a worker still reports its memory), and while there is one nobody
 //!   kills. No new messages are needed: the RM view is the agreement, so it keeps working with
 //!   any RM down as long as one answers.
+//!
+//! # Invariants
+//! Checked after every input (`on_view`, `on_pending_kills`) through
+//! `runtime::sim_hooks::check_invariants`, in O(1) except when a victim is named (then O(the
+//! view), once per kill): see [`LowMemoryKiller::check_invariants`] for the state, and
+//! `check_victim` for a kill (no new victim while the last one still holds memory, the victim
+//! is this coordinator's own running query and holds memory, and in cluster scope it is the agreed
+//! candidate and the quiet time is over). The input times are not asserted to ascend: a
+//! coordinator's clock can step back (simulated skew ending, `now_ms` read before the lock is
+//! taken), so the state's timestamps are bounded by the latest input instead.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::wire::WorkerView;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KillerPolicy {
-    None,
-    /// Largest total reservation across the cluster.
-    TotalReservation,
-    /// Largest reservation summed over blocked nodes only.
-    TotalReservationOnBlockedNodes,
-}
-
-impl KillerPolicy {
-    pub fn parse(text: &str) -> Option<KillerPolicy> {
-        match text {
-            "none" => Some(KillerPolicy::None),
-            "total-reservation" => Some(KillerPolicy::TotalReservation),
-            "total-reservation-on-blocked-nodes" => Some(KillerPolicy::TotalReservationOnBlockedNodes),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KillerScope {
-    /// Presto: each coordinator kills among its own queries.
-    Coordinator,
-    /// One victim cluster-wide, killed by its owner.
-    Cluster,
-}
-
-impl KillerScope {
-    pub fn parse(text: &str) -> Option<KillerScope> {
-        match text {
-            "coordinator" => Some(KillerScope::Coordinator),
-            "cluster" => Some(KillerScope::Cluster),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct KillerConfig {
-    pub policy: KillerPolicy,
-    pub scope: KillerScope,
-    pub delay_ms: u64,
-    /// Cluster scope: quiet time after the candidate changes (see the module comment).
-    pub settle_ms: u64,
-}
+// The killer's configuration is parsed with the rest of `config.properties`, so its types live in
+// `config` (which imports nothing above it); re-exported here, where the killer is read.
+pub use crate::config::low_memory_killer::{KillerConfig, KillerPolicy, KillerScope};
 
 #[derive(Debug)]
 pub struct LowMemoryKiller {
@@ -81,24 +48,111 @@ pub struct LowMemoryKiller {
     /// Cluster scope: the victim every coordinator currently agrees on.
     cluster_candidate: Option<String>,
     quiet_until_ms: u64,
+    /// The latest `now_ms` of any input (creation included): the bound of every timestamp above.
+    latest_input_ms: u64,
 }
 
 impl LowMemoryKiller {
     pub fn new(config: KillerConfig, now_ms: u64) -> Self {
-        LowMemoryKiller { config, last_not_out_of_memory_ms: now_ms, own_victim: None, cluster_candidate: None, quiet_until_ms: 0 }
+        LowMemoryKiller {
+            config,
+            last_not_out_of_memory_ms: now_ms,
+            own_victim: None,
+            cluster_candidate: None,
+            quiet_until_ms: 0,
+            latest_input_ms: now_ms,
+        }
+    }
+
+    /// What always holds between inputs: with policy `none` nothing is ever chosen; in
+    /// coordinator scope there is no cluster candidate and no quiet time; the last time the
+    /// cluster was seen not out of memory is one of the inputs' times, and the quiet time ends at
+    /// most `settle_ms` after the latest input.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.config.policy == KillerPolicy::None && (self.own_victim.is_some() || self.cluster_candidate.is_some()) {
+            return Err(format!("policy none, yet victim {:?} and candidate {:?}", self.own_victim, self.cluster_candidate));
+        }
+        if self.config.scope == KillerScope::Coordinator && (self.cluster_candidate.is_some() || self.quiet_until_ms != 0) {
+            return Err(format!(
+                "coordinator scope, yet cluster candidate {:?} and quiet until {} ms",
+                self.cluster_candidate, self.quiet_until_ms
+            ));
+        }
+        if self.last_not_out_of_memory_ms > self.latest_input_ms {
+            return Err(format!(
+                "last not out of memory at {} ms, after the latest input at {} ms",
+                self.last_not_out_of_memory_ms, self.latest_input_ms
+            ));
+        }
+        if self.quiet_until_ms > self.latest_input_ms.saturating_add(self.config.settle_ms) {
+            return Err(format!(
+                "quiet until {} ms, more than settle {} ms after the latest input at {} ms",
+                self.quiet_until_ms, self.config.settle_ms, self.latest_input_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// A victim just named at `now_ms`: the previous one (`previous`) no longer holds memory in
+    /// this view, the victim does, it is one of this coordinator's running queries, the state
+    /// remembers it, and in cluster scope it is the agreed candidate past the quiet time.
+    fn check_victim(
+        &self,
+        now_ms: u64,
+        victim: &str,
+        previous: Option<&str>,
+        workers: &[WorkerView],
+        own_running: &BTreeSet<String>,
+    ) -> Result<(), String> {
+        let held = held_per_query(workers);
+        if let Some(previous) = previous.filter(|previous| held.contains_key(previous)) {
+            return Err(format!("named {victim} while the last victim {previous} still holds memory"));
+        }
+        if !held.contains_key(victim) {
+            return Err(format!("named {victim}, which holds no memory in the view"));
+        }
+        if !own_running.contains(victim) {
+            return Err(format!("named {victim}, which is not one of this coordinator's running queries"));
+        }
+        if self.own_victim.as_deref() != Some(victim) {
+            return Err(format!("named {victim} but remembers {:?}", self.own_victim));
+        }
+        if self.config.scope == KillerScope::Cluster {
+            if self.cluster_candidate.as_deref() != Some(victim) {
+                return Err(format!("named {victim}, not the cluster candidate {:?}", self.cluster_candidate));
+            }
+            if now_ms < self.quiet_until_ms {
+                return Err(format!("named {victim} at {now_ms} ms, inside the quiet time until {} ms", self.quiet_until_ms));
+            }
+        }
+        Ok(())
     }
 
     /// Called with every RM poll: kills that are still taking effect somewhere in the cluster.
     /// In cluster scope they hold every coordinator's next kill until they are done and settled.
     pub fn on_pending_kills(&mut self, now_ms: u64, pending: &[String]) {
+        self.latest_input_ms = self.latest_input_ms.max(now_ms);
         if self.config.scope == KillerScope::Cluster && !pending.is_empty() {
             self.quiet_until_ms = self.quiet_until_ms.max(now_ms + self.config.settle_ms);
         }
+        crate::runtime::sim_hooks::check_invariants("low_memory_killer", self.check_invariants());
     }
 
     /// Called with every fresh view of the workers' pools; `own_running` are this coordinator's
     /// running queries. Returns the query this coordinator must kill now.
     pub fn on_view(&mut self, now_ms: u64, workers: &[WorkerView], own_running: &BTreeSet<String>) -> Option<String> {
+        self.latest_input_ms = self.latest_input_ms.max(now_ms);
+        let previous = self.own_victim.clone();
+        let victim = self.decide(now_ms, workers, own_running);
+        let result = self.check_invariants().and_then(|()| match &victim {
+            Some(victim) => self.check_victim(now_ms, victim, previous.as_deref(), workers, own_running),
+            None => Ok(()),
+        });
+        crate::runtime::sim_hooks::check_invariants("low_memory_killer", result);
+        victim
+    }
+
+    fn decide(&mut self, now_ms: u64, workers: &[WorkerView], own_running: &BTreeSet<String>) -> Option<String> {
         if self.config.policy == KillerPolicy::None {
             return None;
         }
@@ -275,4 +329,68 @@ mod tests {
         let mut none = LowMemoryKiller::new(config(KillerPolicy::None, KillerScope::Cluster), 0);
         assert_eq!(none.on_view(9_000, &view, &own(&["a", "b"])), None);
     }
+
+    fn caught(result: Result<(), String>, expected: &str) {
+        let error = result.expect_err("the check must catch the damage");
+        assert!(error.contains(expected), "said {error:?}, expected {expected:?}");
+    }
+
+    #[test]
+    fn broken_killer_states_are_caught() {
+        let mut none = LowMemoryKiller::new(config(KillerPolicy::None, KillerScope::Cluster), 0);
+        none.check_invariants().unwrap();
+        none.own_victim = Some("a".into());
+        caught(none.check_invariants(), "policy none, yet victim");
+
+        let mut presto = LowMemoryKiller::new(config(KillerPolicy::TotalReservation, KillerScope::Coordinator), 0);
+        presto.on_pending_kills(1_000, &["x".to_string()]);
+        presto.check_invariants().expect("coordinator scope ignores pending kills");
+        presto.quiet_until_ms = 5;
+        caught(presto.check_invariants(), "coordinator scope, yet cluster candidate None and quiet until 5 ms");
+
+        let mut cluster = LowMemoryKiller::new(config(KillerPolicy::TotalReservation, KillerScope::Cluster), 1_000);
+        cluster.on_pending_kills(3_000, &["x".to_string()]);
+        cluster.check_invariants().expect("quiet until 5 000 ms, settle after the latest input");
+        cluster.quiet_until_ms = 5_001;
+        caught(cluster.check_invariants(), "quiet until 5001 ms, more than settle 2000 ms after the latest input at 3000 ms");
+        cluster.quiet_until_ms = 0;
+        cluster.last_not_out_of_memory_ms = 3_001;
+        caught(cluster.check_invariants(), "last not out of memory at 3001 ms, after the latest input at 3000 ms");
+    }
+
+    #[test]
+    fn a_clock_stepping_back_breaks_nothing() {
+        let mut killer = LowMemoryKiller::new(config(KillerPolicy::TotalReservation, KillerScope::Cluster), 10_000);
+        let view = [worker("w1", true, &[("a", 50)])];
+        killer.on_pending_kills(12_000, &["x".to_string()]);
+        assert_eq!(killer.on_view(9_000, &view, &own(&["a"])), None, "an earlier time is an input like any other");
+        killer.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn victims_that_break_the_rules_are_caught() {
+        let view = [worker("w1", true, &[("a", 50), ("b", 30)])];
+        let mut killer = LowMemoryKiller::new(config(KillerPolicy::TotalReservation, KillerScope::Cluster), 0);
+        assert_eq!(killer.on_view(2_000, &view, &own(&["a", "b"])), Some("a".into()));
+        killer.check_victim(2_000, "a", None, &view, &own(&["a", "b"])).expect("a lawful kill");
+        caught(killer.check_victim(2_000, "a", Some("b"), &view, &own(&["a", "b"])), "while the last victim b still holds memory");
+        caught(killer.check_victim(2_000, "a", None, &view, &own(&["b"])), "not one of this coordinator's running queries");
+        caught(killer.check_victim(2_000, "c", None, &view, &own(&["c"])), "named c, which holds no memory");
+        caught(killer.check_victim(2_000, "b", None, &view, &own(&["b"])), "named b but remembers Some(\"a\")");
+        killer.own_victim = Some("b".into());
+        caught(killer.check_victim(2_000, "b", None, &view, &own(&["b"])), "named b, not the cluster candidate Some(\"a\")");
+        killer.own_victim = Some("a".into());
+        killer.quiet_until_ms = 2_500;
+        caught(killer.check_victim(2_000, "a", None, &view, &own(&["a"])), "inside the quiet time until 2500 ms");
+    }
+
+    #[test]
+    fn every_input_runs_the_check() {
+        let mut killer = LowMemoryKiller::new(config(KillerPolicy::TotalReservation, KillerScope::Coordinator), 0);
+        killer.cluster_candidate = Some("a".into());
+        let view = [worker("w1", false, &[])];
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| killer.on_view(1_000, &view, &own(&[]))));
+        assert!(applied.is_err(), "a view applied to a broken killer went unnoticed");
+    }
 }
+

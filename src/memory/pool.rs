@@ -6,9 +6,11 @@
 //! While any request waits the node counts as *blocked*, which is what the cluster's out-of-memory
 //! detection reads (Presto: `blockedNodes > 0`).
 //!
-//! Invariants (asserted after every change, and property-tested below):
+//! Invariants (asserted after every change, checked as a whole by
+//! [`MemoryPool::check_invariants`], and property-tested below):
 //! `reserved_bytes == Σ reservations ≤ capacity_bytes`; a task has at most one waiting request;
-//! a released task holds and waits for nothing.
+//! the head of the queue does not fit; a query never holds or waits for more than the per-node
+//! limit; a released task holds and waits for nothing.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -72,6 +74,12 @@ impl MemoryPool {
         self.waiting.iter().any(|(waiting_id, _, _)| waiting_id == task_id)
     }
 
+    /// The tasks with a request waiting, oldest first (for invariant checks that would otherwise
+    /// ask [`MemoryPool::is_waiting`] once per task).
+    pub fn waiting_task_ids(&self) -> impl Iterator<Item = &str> {
+        self.waiting.iter().map(|(task_id, _, _)| task_id.as_str())
+    }
+
     /// Asks for `bytes` more for `task_id` (of `query_id`), on top of what it holds. A waiting
     /// request is granted later by [`MemoryPool::release`], which returns the tasks it unblocked.
     pub fn reserve(&mut self, task_id: &str, query_id: &str, bytes: u64) -> Reserve {
@@ -127,6 +135,41 @@ impl MemoryPool {
 
     fn pending_query_bytes(&self, query_id: &str) -> u64 {
         self.waiting.iter().filter(|(_, query, _)| query == query_id).map(|(_, _, bytes)| bytes).sum()
+    }
+
+    /// Checks the invariants the methods above assert piecemeal, all at once, so that a caller
+    /// (the worker's task table, the simulator) can verify the pool after any input without
+    /// panicking. O(reservations + waiting requests).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let held_bytes: u64 = self.reservations.values().map(|(_, bytes)| bytes).sum();
+        if held_bytes != self.reserved_bytes {
+            return Err(format!("pool reserved {} bytes but its reservations sum to {held_bytes}", self.reserved_bytes));
+        }
+        if self.reserved_bytes > self.capacity_bytes {
+            return Err(format!("pool over-committed: {} of {} bytes reserved", self.reserved_bytes, self.capacity_bytes));
+        }
+        let mut waiting_tasks = std::collections::BTreeSet::new();
+        for (task_id, _, _) in &self.waiting {
+            if !waiting_tasks.insert(task_id.as_str()) {
+                return Err(format!("task {task_id} has two requests waiting"));
+            }
+        }
+        // FIFO: the head would have been granted by the last release if it fitted.
+        if let Some((task_id, _, bytes)) = self.waiting.front() {
+            if self.fits(*bytes) {
+                return Err(format!("task {task_id} waits for {bytes} bytes that fit in the pool"));
+            }
+        }
+        // What a query holds and waits for here never passes the per-node limit (`reserve`
+        // refuses first), so a grant can never push it over either.
+        let mut per_query = self.query_reservations();
+        for (_, query_id, bytes) in &self.waiting {
+            *per_query.entry(query_id.clone()).or_insert(0) += bytes;
+        }
+        if let Some((query_id, bytes)) = per_query.iter().find(|(_, bytes)| **bytes > self.query_limit_bytes) {
+            return Err(format!("query {query_id} holds or waits for {bytes} bytes, over the per-node limit of {}", self.query_limit_bytes));
+        }
+        Ok(())
     }
 
     /// Bytes reserved per query, for heartbeats.
@@ -196,6 +239,22 @@ mod tests {
         assert_eq!(pool.reserved_bytes(), 0);
     }
 
+    #[test]
+    fn check_invariants_catches_broken_accounting() {
+        let mut pool = MemoryPool::new(100, 100);
+        pool.reserve("a", "q", 40);
+        pool.reserve("b", "r", 70);
+        assert_eq!(pool.check_invariants(), Ok(()));
+        pool.reserved_bytes = 30;
+        assert!(pool.check_invariants().unwrap_err().contains("sum to 40"));
+        pool.reserved_bytes = 40;
+        pool.waiting.push_back(("b".into(), "r".into(), 1));
+        assert!(pool.check_invariants().unwrap_err().contains("two requests waiting"));
+        pool.waiting.clear();
+        pool.waiting.push_back(("c".into(), "s".into(), 10));
+        assert!(pool.check_invariants().unwrap_err().contains("fit in the pool"));
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         Reserve { task: u8, query: u8, bytes: u64 },
@@ -240,6 +299,7 @@ mod tests {
                         prop_assert!(!pool.is_waiting(&task_id));
                     }
                 }
+                prop_assert_eq!(pool.check_invariants(), Ok(()));
                 let held: u64 = pool.reservations.values().map(|(_, bytes)| bytes).sum();
                 prop_assert_eq!(held, pool.reserved_bytes());
                 prop_assert!(pool.reserved_bytes() <= pool.capacity_bytes());

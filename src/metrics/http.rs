@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use std::sync::Arc;
+
 use super::{Metrics, ScrapeLevels};
-use crate::coordinator::Coordinator;
-use crate::resource_manager::ResourceManager;
 
 /// The Prometheus text exposition format, version 0.0.4.
 pub const CONTENT_TYPE_TEXT_0_0_4: &str = "text/plain; version=0.0.4";
@@ -50,18 +50,16 @@ fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
-/// `GET /metrics`. The role handles are only read at scrape time, for the gauges derived from
-/// their state (queue lengths, the RM's cluster counts); `Metrics` itself never holds a role, so
-/// there is no reference cycle between a role and its metrics.
-pub fn router(metrics: Metrics, coordinator: Option<Coordinator>, resource_manager: Option<ResourceManager>) -> Router {
+/// `GET /metrics`. `levels` is called at scrape time, for the gauges derived from the role's
+/// state (queue lengths, the RM's cluster counts). It is a closure built where the node is
+/// started, so that metrics never import a role (the role imports metrics to count its events)
+/// and `Metrics` itself never holds a role: no reference cycle between a role and its metrics.
+pub fn router(metrics: Metrics, levels: impl Fn() -> ScrapeLevels + Send + Sync + 'static) -> Router {
+    let levels = Arc::new(levels);
     Router::new().route(
         "/metrics",
         get(move || {
-            let levels = ScrapeLevels {
-                local_groups: coordinator.as_ref().map(Coordinator::local_counts).unwrap_or_default(),
-                cluster: resource_manager.as_ref().map(|rm| rm.cluster_view(None, true)),
-            };
-            let text = metrics.render(&levels);
+            let text = metrics.render(&levels());
             async move { ([(CONTENT_TYPE, CONTENT_TYPE_TEXT_0_0_4)], text).into_response() }
         }),
     )
@@ -80,4 +78,45 @@ pub async fn scrape(client: &crate::runtime::http_client::HttpClient, node_uri: 
         return Err(format!("{url}: status {}", answer.status));
     }
     String::from_utf8(answer.body.to_vec()).map_err(|_| format!("{url}: not UTF-8"))
+}
+
+// Not under madsim: these tests drive the router directly on real tokio.
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+    use crate::config::Role;
+    use crate::runtime::Clock;
+    use crate::wire::GroupCounts;
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tower::ServiceExt;
+
+    async fn scrape_router(router: &Router) -> (String, String) {
+        let request = axum::http::Request::builder().uri("/metrics").body(Body::empty()).expect("request");
+        let response = router.clone().oneshot(request).await.expect("infallible");
+        let content_type = response.headers().get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("").to_string();
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        (content_type, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// The levels are the role's at the moment of the scrape, read through the closure `node`
+    /// hands the router (the router holds no role).
+    #[tokio::test]
+    async fn every_scrape_reads_the_levels_anew() {
+        let running = Arc::new(AtomicU32::new(3));
+        let source = running.clone();
+        let levels = move || ScrapeLevels {
+            local_groups: vec![GroupCounts { group: "global".into(), running: source.load(Ordering::SeqCst), ..Default::default() }],
+            cluster: None,
+        };
+        let router = router(Metrics::new("c1", Role::Coordinator, Clock::new()), levels);
+
+        let (content_type, first) = scrape_router(&router).await;
+        assert_eq!(content_type, CONTENT_TYPE_TEXT_0_0_4);
+        assert!(first.contains("fireball_resource_group_running_queries{group=\"global\"} 3\n"), "{first}");
+        running.store(7, Ordering::SeqCst);
+        let (_, second) = scrape_router(&router).await;
+        assert!(second.contains("fireball_resource_group_running_queries{group=\"global\"} 7\n"), "{second}");
+    }
 }

@@ -1,7 +1,7 @@
 //! Prometheus metrics at `GET /metrics` on every node (text exposition format 0.0.4).
 //!
 //! **Per node, not global.** Simulation runs many nodes in one process, so there is no static
-//! registry: [`crate::node::start`] makes one [`Metrics`] per node and hands clones to its role,
+//! registry: [`crate::context::NodeContext`] makes one [`Metrics`] per node and hands clones to its role,
 //! its heartbeat fan-outs and its HTTP server. Every time in here comes from the node's
 //! [`Clock`], never the wall clock, so a simulated run scrapes the same numbers for the same seed.
 //!
@@ -71,7 +71,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::Role;
-use crate::resource_manager::cluster_state::HeartbeatOutcome;
 use crate::runtime::sim_hooks::MessageKind;
 use crate::runtime::Clock;
 use registry::{Kind, MetricDef, Registry, SERIES_PER_METRIC_MAX};
@@ -188,7 +187,7 @@ impl Metrics {
         for def in COMMON.iter().chain(role_families) {
             registry.declare(def);
         }
-        registry.gauge_set(&NODE_INFO, &[node_id, role.name(), crate::node::VERSION], 1.0);
+        registry.gauge_set(&NODE_INFO, &[node_id, role.name(), crate::config::VERSION], 1.0);
         let state = State { registry, heartbeat_last_ms: BTreeMap::new(), view_applied_ms: None, groups_seen: BTreeSet::new() };
         Metrics { inner: Arc::new(Inner { clock, role, state: Mutex::new(state) }) }
     }
@@ -216,7 +215,7 @@ impl Metrics {
         self.lock().registry.observe_ms(&PROXY_REQUEST_DURATION, &[target_role, status_class], duration_ms);
     }
 
-    /// One fan-out send ended (see [`crate::node::fanout`]).
+    /// One snapshot send ended (see [`crate::snapshot_sender`]).
     pub fn heartbeat_sent(&self, kind: MessageKind, target: &str, succeeded: bool, duration_ms: u64) {
         let outcome = if succeeded { "success" } else { "failure" };
         let mut state = self.lock();
@@ -230,13 +229,9 @@ impl Metrics {
     }
 
     /// The RM received a heartbeat of `kind` from node `sender` and did `outcome` with it.
-    pub fn heartbeat_received(&self, kind: MessageKind, sender: &str, outcome: &HeartbeatOutcome) {
+    pub fn heartbeat_received(&self, kind: MessageKind, sender: &str, outcome: HeartbeatReceipt) {
         let now_ms = self.now_ms();
-        let outcome = match outcome {
-            HeartbeatOutcome::Applied => "applied",
-            HeartbeatOutcome::Stale => "stale",
-            HeartbeatOutcome::Refused(_) => "refused",
-        };
+        let outcome = outcome.label();
         let mut state = self.lock();
         state.registry.counter_add(&HEARTBEATS_RECEIVED, &[kind.name(), outcome], 1);
         let key = (kind.name(), sender.to_string());
@@ -327,6 +322,28 @@ impl Metrics {
     }
 }
 
+/// What an RM did with a heartbeat, as `fireball_heartbeats_received_total{outcome}` labels it.
+/// The RM maps its cluster state's answer onto this: metrics sit below every role, so they name
+/// the outcomes themselves rather than import the RM's type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeartbeatReceipt {
+    Applied,
+    /// Older than what the RM already had: ignored.
+    Stale,
+    /// Refused as a whole (too large).
+    Refused,
+}
+
+impl HeartbeatReceipt {
+    pub fn label(self) -> &'static str {
+        match self {
+            HeartbeatReceipt::Applied => "applied",
+            HeartbeatReceipt::Stale => "stale",
+            HeartbeatReceipt::Refused => "refused",
+        }
+    }
+}
+
 /// Levels read from the role at scrape time (see [`http::router`]).
 #[derive(Default)]
 pub struct ScrapeLevels {
@@ -392,9 +409,9 @@ mod tests {
     fn resource_manager_tracks_heartbeat_ages_and_gaps() {
         let clock = Clock::new();
         let metrics = Metrics::new("rm1", Role::ResourceManager, clock.clone());
-        metrics.heartbeat_received(MessageKind::NodeHeartbeat, "w1", &HeartbeatOutcome::Applied);
+        metrics.heartbeat_received(MessageKind::NodeHeartbeat, "w1", HeartbeatReceipt::Applied);
         clock.set_offset_ms(2_000);
-        metrics.heartbeat_received(MessageKind::NodeHeartbeat, "w1", &HeartbeatOutcome::Stale);
+        metrics.heartbeat_received(MessageKind::NodeHeartbeat, "w1", HeartbeatReceipt::Stale);
         clock.set_offset_ms(5_000);
         let text = metrics.render(&ScrapeLevels::default());
         assert!(text.contains("fireball_heartbeats_received_total{kind=\"node_heartbeat\",outcome=\"applied\"} 1\n"), "{text}");

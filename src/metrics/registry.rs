@@ -5,6 +5,9 @@
 //! Families and series live in `BTreeMap`s, so a scrape lists them in one deterministic order
 //! (by metric name, then by label values), which keeps simulation runs comparable.
 //!
+//! What it writes is checked by Prometheus' own parser, not by one of ours:
+//! `tests/cluster_processes.rs` pipes real nodes' `/metrics` through `promtool check metrics`.
+//!
 //! **Bounded cardinality.** A family holds at most [`SERIES_PER_METRIC_MAX`] series. A new label
 //! set beyond that is folded into one series whose every label value is `other`, so a label fed by
 //! something unbounded (a node id, a peer URI, a group id from a client's session) can never make
@@ -233,179 +236,6 @@ pub fn format_float(value: f64) -> String {
     }
 }
 
-/// Checks `text` strictly against the text exposition format 0.0.4 as fireball writes it, so
-/// tests (here and in other crates) can assert a real scrape parses: every line is a HELP, a TYPE
-/// or a sample; names and labels are well-formed, label values properly escaped; a family's TYPE
-/// comes before its samples and appears once; a series appears once; histogram buckets are
-/// cumulative, end in `le="+Inf"` and match `_count`. Returns the number of samples.
-pub fn validate_exposition(text: &str) -> Result<usize, String> {
-    if !text.is_empty() && !text.ends_with('\n') {
-        return Err("the last line does not end with a line feed".to_string());
-    }
-    let mut types: BTreeMap<String, String> = BTreeMap::new();
-    let mut current: Option<(String, String)> = None;
-    let mut series_seen: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    // (family, labels without le) -> (last bucket count, saw +Inf, +Inf count)
-    let mut buckets: BTreeMap<(String, String), (f64, Option<f64>)> = BTreeMap::new();
-    let mut counts: BTreeMap<(String, String), f64> = BTreeMap::new();
-    let mut samples = 0;
-    for (index, line) in text.lines().enumerate() {
-        let at = |message: String| format!("line {}: {message}: {line:?}", index + 1);
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let name = rest.split(' ').next().unwrap_or("");
-            if !is_metric_name(name) {
-                return Err(at("bad metric name in HELP".into()));
-            }
-            let help = &rest[name.len()..];
-            if help.replace("\\\\", "").replace("\\n", "").contains('\\') {
-                return Err(at("bad escape in HELP".into()));
-            }
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let mut parts = rest.split(' ');
-            let (name, kind) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            if !is_metric_name(name) || parts.next().is_some() || !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
-                return Err(at("bad TYPE line".into()));
-            }
-            if types.insert(name.to_string(), kind.to_string()).is_some() {
-                return Err(at("second TYPE for one family".into()));
-            }
-            current = Some((name.to_string(), kind.to_string()));
-            continue;
-        }
-        if line.starts_with('#') {
-            return Err(at("comment lines other than HELP and TYPE are not written".into()));
-        }
-        let (name, labels, value) = parse_sample(line).map_err(at)?;
-        samples += 1;
-        let Some((family, kind)) = &current else { return Err(at("sample before any TYPE".into())) };
-        let suffix = name.strip_prefix(family.as_str()).ok_or_else(|| at(format!("sample outside family {family}")))?;
-        let allowed: &[&str] = if kind == "histogram" { &["_bucket", "_sum", "_count"] } else { &[""] };
-        if !allowed.contains(&suffix) {
-            return Err(at(format!("sample name does not belong to {kind} {family}")));
-        }
-        if !series_seen.insert(format!("{name}{labels:?}")) {
-            return Err(at("duplicate series".into()));
-        }
-        if kind == "counter" && !(value >= 0.0) {
-            return Err(at("negative or NaN counter".into()));
-        }
-        if kind == "histogram" {
-            let without_le: Vec<&(String, String)> = labels.iter().filter(|(label, _)| label != "le").collect();
-            let key = (family.clone(), format!("{without_le:?}"));
-            match suffix {
-                "_bucket" => {
-                    let le = labels.iter().find(|(label, _)| label == "le").map(|(_, le)| le.as_str()).ok_or_else(|| at("bucket without le".into()))?;
-                    let entry = buckets.entry(key).or_insert((0.0, None));
-                    if entry.1.is_some() {
-                        return Err(at("bucket after le=\"+Inf\"".into()));
-                    }
-                    if value < entry.0 {
-                        return Err(at("buckets are not cumulative".into()));
-                    }
-                    entry.0 = value;
-                    if le == "+Inf" {
-                        entry.1 = Some(value);
-                    } else if le.parse::<f64>().is_err() {
-                        return Err(at("le is not a number".into()));
-                    }
-                }
-                "_count" => {
-                    counts.insert(key, value);
-                }
-                _ => {}
-            }
-        }
-    }
-    for (key, (_, inf)) in &buckets {
-        let inf = inf.ok_or_else(|| format!("histogram {key:?} has no le=\"+Inf\" bucket"))?;
-        if counts.get(key) != Some(&inf) {
-            return Err(format!("histogram {key:?}: +Inf bucket {inf} differs from _count {:?}", counts.get(key)));
-        }
-    }
-    Ok(samples)
-}
-
-fn is_metric_name(name: &str) -> bool {
-    let mut characters = name.chars();
-    characters.next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_' || first == ':')
-        && characters.all(|character| character.is_ascii_alphanumeric() || character == '_' || character == ':')
-}
-
-fn is_label_name(name: &str) -> bool {
-    let mut characters = name.chars();
-    characters.next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
-        && characters.all(|character| character.is_ascii_alphanumeric() || character == '_')
-}
-
-/// `name{label="value",...} value` -> (name, labels with unescaped values, value).
-fn parse_sample(line: &str) -> Result<(String, Vec<(String, String)>, f64), String> {
-    let name_end = line.find(['{', ' ']).ok_or("no value")?;
-    let name = &line[..name_end];
-    if !is_metric_name(name) {
-        return Err("bad metric name".into());
-    }
-    let mut rest = &line[name_end..];
-    let mut labels = Vec::new();
-    if let Some(after_brace) = rest.strip_prefix('{') {
-        let mut characters = after_brace.char_indices().peekable();
-        loop {
-            let start = characters.peek().map(|&(offset, _)| offset).ok_or("unterminated labels")?;
-            if after_brace[start..].starts_with('}') {
-                rest = &after_brace[start + 1..];
-                break;
-            }
-            let equals = after_brace[start..].find('=').ok_or("label without =")? + start;
-            let label = &after_brace[start..equals];
-            if !is_label_name(label) || labels.iter().any(|(seen, _)| seen == label) {
-                return Err(format!("bad or repeated label name {label:?}"));
-            }
-            while characters.peek().is_some_and(|&(offset, _)| offset <= equals) {
-                characters.next();
-            }
-            if characters.next().map(|(_, character)| character) != Some('"') {
-                return Err("label value not quoted".into());
-            }
-            let mut value = String::new();
-            loop {
-                match characters.next().map(|(_, character)| character) {
-                    Some('"') => break,
-                    Some('\\') => match characters.next().map(|(_, character)| character) {
-                        Some('\\') => value.push('\\'),
-                        Some('"') => value.push('"'),
-                        Some('n') => value.push('\n'),
-                        _ => return Err("bad escape in label value".into()),
-                    },
-                    Some(character) => value.push(character),
-                    None => return Err("unterminated label value".into()),
-                }
-            }
-            labels.push((label.to_string(), value));
-            match characters.peek().map(|&(_, character)| character) {
-                Some(',') => {
-                    characters.next();
-                }
-                Some('}') => {}
-                _ => return Err("expected , or } after a label".into()),
-            }
-        }
-    }
-    let value_text = rest.strip_prefix(' ').ok_or("no space before the value")?;
-    let value = match value_text {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        "NaN" => f64::NAN,
-        number => {
-            if number.is_empty() || number.contains(' ') || number.contains("inf") || number.contains("nan") {
-                return Err("bad value (timestamps are not written)".into());
-            }
-            number.parse::<f64>().map_err(|_| format!("bad value {number:?}"))?
-        }
-    };
-    Ok((name.to_string(), labels, value))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,31 +346,5 @@ mod tests {
         registry.counter_add(&REQUESTS, &["/r0", "2xx"], 1);
         assert!(registry.render().contains("t_requests_total{route=\"/r0\",status=\"2xx\"} 2\n"));
         assert_eq!(registry.series_count(&REQUESTS), SERIES_PER_METRIC_MAX + 1);
-    }
-
-    #[test]
-    fn validator_accepts_what_the_registry_writes_and_rejects_malformed_text() {
-        let mut registry = Registry::new();
-        registry.declare(&PLAIN);
-        registry.counter_add(&REQUESTS, &["/a \"quoted\" \\ and\nnewline", "2xx"], 3);
-        registry.gauge_set(&AGE, &["n1"], f64::INFINITY);
-        registry.observe_ms(&LATENCY, &["/q"], 30);
-        registry.observe_ms(&LATENCY, &["/r"], 90_000);
-        assert_eq!(validate_exposition(&registry.render()), Ok(1 + 1 + 2 * (BUCKET_BOUNDS_MS.len() + 3)));
-        for bad in [
-            "t_x 1\n",                                                 // no TYPE
-            "# TYPE t_x counter\nt_x{a=\"b} 1\n",                       // unterminated value
-            "# TYPE t_x counter\nt_x{a=\"\\q\"} 1\n",                   // bad escape
-            "# TYPE t_x counter\nt_x{1a=\"b\"} 1\n",                    // bad label name
-            "# TYPE t_x counter\nt_x 1\nt_x 2\n",                       // duplicate series
-            "# TYPE t_x counter\nt_y 1\n",                              // sample outside its family
-            "# TYPE t_x counter\nt_x inf\n",                            // Rust's spelling of infinity
-            "# TYPE t_x counter\nt_x 1",                                 // no final line feed
-            "# TYPE t_h histogram\nt_h_bucket{le=\"1\"} 2\nt_h_bucket{le=\"+Inf\"} 1\nt_h_count 1\n", // not cumulative
-            "# TYPE t_h histogram\nt_h_bucket{le=\"1\"} 2\nt_h_count 2\n", // no +Inf
-            "# TYPE t_h histogram\nt_h_bucket{le=\"+Inf\"} 2\nt_h_count 3\n", // +Inf differs from count
-        ] {
-            assert!(validate_exposition(bad).is_err(), "accepted {bad:?}");
-        }
     }
 }

@@ -8,7 +8,6 @@
 //! new queries, a worker new tasks), finishes what it runs — bounded by one grace policy,
 //! `shutdown.grace-period` — and returns.
 
-pub mod fanout;
 pub mod lifecycle;
 
 use axum::body::Bytes;
@@ -19,10 +18,12 @@ use axum::{Json, Router};
 use serde_json::json;
 use std::future::Future;
 use std::net::SocketAddr;
+use tokio::net::TcpListener;
 
 use crate::config::{NodeConfig, Role};
 use crate::coordinator::Coordinator;
 use crate::discovery::announcer::{run_announcer, ResourceManagers};
+use crate::metrics::ScrapeLevels;
 use crate::resource_manager::ResourceManager;
 use crate::context::NodeContext;
 use crate::runtime::http_server::{self, ServerHandle};
@@ -31,7 +32,7 @@ use crate::wire::Announcement;
 use crate::worker::Worker;
 use lifecycle::{Lifecycle, StateRequest};
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use crate::config::VERSION;
 
 /// Runs a node until it is asked to stop, then stops it gracefully (see the module docs).
 /// `Err` only when the node cannot start (its port is taken, its configuration is refused).
@@ -46,10 +47,32 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
     started: impl FnOnce(&RunningNode),
 ) -> Result<(), String> {
-    let node = start(context).await?;
+    let listener = bind(&context.config).await?;
+    run_on(listener, context, shutdown, started).await
+}
+
+/// [`run_with`] on a port its caller already bound ([`bind`]), as mini-redis's
+/// `server::run(listener, shutdown)`. The simulator binds before it builds the node's context,
+/// so each node draws its seed after its bind as it always did (madsim's bind itself draws a
+/// random delay: the other order would give every seed a different run).
+pub async fn run_on(
+    listener: TcpListener,
+    context: NodeContext,
+    shutdown: impl Future<Output = ()>,
+    started: impl FnOnce(&RunningNode),
+) -> Result<(), String> {
+    let node = start_on(listener, context).await?;
     started(&node);
     node.run_until(shutdown).await;
     Ok(())
+}
+
+/// Binds the node's HTTP port (`http-server.bind-address`, `http-server.http.port`).
+pub async fn bind(config: &NodeConfig) -> Result<TcpListener, String> {
+    let bind: SocketAddr = format!("{}:{}", config.bind_address, config.http_port)
+        .parse()
+        .map_err(|_| format!("http-server.bind-address {:?} is not an IP address", config.bind_address))?;
+    http_server::bind(bind).await.map_err(|error| format!("cannot listen on {bind}: {error}"))
 }
 
 /// A started node. Dropping it leaves it running; [`RunningNode::run_until`] or
@@ -140,12 +163,15 @@ impl RunningNode {
 
 /// Binds the node's port, starts its role, its announcer and its background loops.
 pub async fn start(context: NodeContext) -> Result<RunningNode, String> {
+    let listener = bind(&context.config).await?;
+    start_on(listener, context).await
+}
+
+/// [`start`] on a port already bound.
+pub async fn start_on(listener: TcpListener, context: NodeContext) -> Result<RunningNode, String> {
     let config = context.config.clone();
     let clock = context.clock.clone();
-    let bind: SocketAddr = format!("{}:{}", config.bind_address, config.http_port)
-        .parse()
-        .map_err(|_| format!("http-server.bind-address {:?} is not an IP address", config.bind_address))?;
-    let listener = http_server::bind(bind).await.map_err(|error| format!("cannot listen on {bind}: {error}"))?;
+    let bind = format!("{}:{}", config.bind_address, config.http_port);
     let (client, metrics) = (context.client.clone(), context.metrics.clone());
     let mut background = Vec::new();
     let mut coordinator = None;
@@ -197,7 +223,13 @@ pub async fn start(context: NodeContext) -> Result<RunningNode, String> {
             router
         }
     };
-    let router = role_router.merge(info_router(&config, clock.clone(), lifecycle.clone())).merge(crate::metrics::http::router(metrics.clone(), coordinator.clone(), resource_manager));
+    // `/metrics` reads the role's levels through this closure, so metrics never import a role.
+    let (scrape_coordinator, scrape_resource_manager) = (coordinator.clone(), resource_manager);
+    let scrape_levels = move || ScrapeLevels {
+        local_groups: scrape_coordinator.as_ref().map(Coordinator::local_counts).unwrap_or_default(),
+        cluster: scrape_resource_manager.as_ref().map(|rm| rm.cluster_view(None, true)),
+    };
+    let router = role_router.merge(info_router(&config, clock.clone(), lifecycle.clone())).merge(crate::metrics::http::router(metrics.clone(), scrape_levels));
     let router = if config.role == Role::Worker { router } else { router.merge(crate::console::router()) };
     let server = http_server::serve(listener, crate::metrics::http::measure_requests(router, &metrics)).map_err(|error| format!("cannot serve on {bind}: {error}"))?;
     tracing::info!(node = %config.node_id, role = config.role.name(), uri = %config.self_uri(), "node started");

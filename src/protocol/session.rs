@@ -88,25 +88,17 @@ impl SessionContext {
     }
 }
 
-/// Clients URL-encode session property values (prestodb and trino both do).
+/// Clients URL-encode session property values (prestodb and trino both do), form-style: `%XX`
+/// escapes and `+` for a space. `form_urlencoded` decodes whole `a=b&c=d` strings, so each
+/// `&`-separated piece is decoded as the value of one pair (`=` inside a value stays) and a raw
+/// `&`, which a client would have sent as `%26`, is kept as it came. Malformed escapes stay as
+/// written and bytes that are not UTF-8 become U+FFFD: a value never makes the header fail.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let byte = bytes[index];
-        if byte == b'%' && index + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).ok();
-            if let Some(value) = hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
-                out.push(value);
-                index += 3;
-                continue;
-            }
-        }
-        out.push(if byte == b'+' { b' ' } else { byte });
-        index += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let decode_piece = |piece: &str| -> String {
+        let pair = format!("={piece}");
+        form_urlencoded::parse(pair.as_bytes()).next().map(|(_, value)| value.into_owned()).unwrap_or_default()
+    };
+    text.split('&').map(decode_piece).collect::<Vec<_>>().join("&")
 }
 
 #[cfg(test)]
@@ -138,6 +130,26 @@ mod tests {
         assert_eq!(trino.properties.get("query_priority").map(String::as_str), Some("3"));
         assert_eq!(trino.properties.get("x").map(String::as_str), Some("a b"));
         assert_eq!(trino.properties.get("y").map(String::as_str), Some("1"));
+    }
+
+    #[test]
+    fn property_values_are_url_decoded_and_nothing_is_lost() {
+        for (encoded, decoded) in [
+            ("a%20b", "a b"),
+            ("a+b", "a b"),
+            ("x%3Dy%26z", "x=y&z"),
+            ("x=y", "x=y"),
+            ("a&b=c&&", "a&b=c&&"),
+            ("%E2%82%AC", "\u{20ac}"),
+            ("100%", "100%"),
+            ("%zz%2", "%zz%2"),
+            ("%FF", "\u{fffd}"),
+            ("", ""),
+        ] {
+            assert_eq!(percent_decode(encoded), decoded, "{encoded:?}");
+        }
+        let session = SessionContext::from_headers(&headers(&[("x-presto-user", "a"), ("x-presto-session", "p=x%3Dy+z")])).unwrap();
+        assert_eq!(session.properties.get("p").map(String::as_str), Some("x=y z"));
     }
 
     #[test]

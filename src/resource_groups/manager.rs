@@ -57,7 +57,14 @@ impl ResourceGroupManager {
     /// group and its ancestors from their templates if needed. `priority` is the session's
     /// `query_priority`.
     pub fn submit(&mut self, query_id: &str, group_id: &str, priority: i32, now_ms: u64) -> SubmitOutcome {
-        self.advance_cpu_clock(now_ms);
+        let every_group = self.advance_cpu_clock(now_ms);
+        let outcome = self.admit(query_id, group_id, priority, now_ms);
+        let leaf = self.tree.by_id.get(group_id).copied();
+        self.assert_consistent(every_group, leaf, leaf.map(|leaf| (query_id, leaf)));
+        outcome
+    }
+
+    fn admit(&mut self, query_id: &str, group_id: &str, priority: i32, now_ms: u64) -> SubmitOutcome {
         if let Some(entry) = self.tree.queries.get(query_id) {
             return SubmitOutcome::Invalid(format!(
                 "query {query_id} is already in {}",
@@ -82,14 +89,33 @@ impl ResourceGroupManager {
 
     /// Starts every queued query that can start now; returns `(query id, group id)` in start order.
     pub fn start_eligible(&mut self, now_ms: u64) -> Vec<(String, String)> {
-        self.advance_cpu_clock(now_ms);
+        let every_group = self.advance_cpu_clock(now_ms);
         let started = self.tree.start_eligible(now_ms);
+        // The pass changes the path of each query it starts, and re-files a root that could
+        // not start anything (Presto's `internalStartNext` returning false at the root).
+        let result = (|| {
+            if every_group {
+                self.tree.check_groups()?;
+            }
+            for &root in &self.tree.roots {
+                self.tree.check_path(root)?;
+            }
+            for (query_id, leaf) in &started {
+                self.tree.check_query(query_id, *leaf)?;
+                self.tree.check_path(*leaf)?;
+            }
+            Ok(())
+        })();
+        crate::runtime::sim_hooks::check_invariants("resource_groups", result);
         started.into_iter().map(|(query_id, group)| (query_id, self.tree.group(group).id.clone())).collect()
     }
 
     /// The query finished, failed or was cancelled, queued or running. False if unknown.
     pub fn remove(&mut self, query_id: &str) -> bool {
-        self.tree.remove(query_id)
+        let leaf = self.tree.queries.get(query_id).map(|entry| entry.group);
+        let removed = self.tree.remove(query_id);
+        self.assert_consistent(false, leaf, leaf.map(|leaf| (query_id, leaf)));
+        removed
     }
 
     /// A successful RM poll: `remote` holds every *other* coordinator's counts (a group's
@@ -109,6 +135,7 @@ impl ResourceGroupManager {
         self.tree.set_remote(&self.remote_snapshot);
         self.tree.last_refresh_ms = Some(self.tree.last_refresh_ms.map_or(now_ms, |last_ms| last_ms.max(now_ms)));
         self.tree.recompute_all();
+        self.assert_consistent(true, None, None);
     }
 
     /// The general pool size that percentage `softMemoryLimit`s resolve against (0 until set,
@@ -117,6 +144,7 @@ impl ResourceGroupManager {
         if self.tree.cluster_memory_bytes != bytes {
             self.tree.cluster_memory_bytes = bytes;
             self.tree.recompute_all();
+            self.assert_consistent(true, None, None);
         }
     }
 
@@ -125,21 +153,26 @@ impl ResourceGroupManager {
         if self.tree.active_workers != count {
             self.tree.active_workers = count;
             self.tree.recompute_all();
+            self.assert_consistent(true, None, None);
         }
     }
 
     /// A query's current user memory; counts against `softMemoryLimit` while it runs.
     pub fn set_query_memory_bytes(&mut self, query_id: &str, bytes: u64) {
         self.tree.set_query_memory(query_id, bytes);
+        let leaf = self.tree.queries.get(query_id).map(|entry| entry.group);
+        self.assert_consistent(false, leaf, None);
     }
 
     /// Charges a finished query's cpu time to its group and ancestors. Presto charges only
     /// queries that succeeded or failed with a user error; that choice is the caller's.
     pub fn charge_cpu_ms(&mut self, group_id: &str, cpu_ms: u64, now_ms: u64) {
-        self.advance_cpu_clock(now_ms);
-        if let Some(&group) = self.tree.by_id.get(group_id) {
+        let every_group = self.advance_cpu_clock(now_ms);
+        let group = self.tree.by_id.get(group_id).copied();
+        if let Some(group) = group {
             self.tree.charge_cpu(group, cpu_ms);
         }
+        self.assert_consistent(every_group, group, None);
     }
 
     /// The configured `hardConcurrencyLimit` of a group (created here or not), for the oracle.
@@ -185,16 +218,36 @@ impl ResourceGroupManager {
         self.tree.check_invariants()
     }
 
-    fn advance_cpu_clock(&mut self, now_ms: u64) {
+    /// Reports the incremental check after an input (see `invariants`): every group when the
+    /// input touched them all, else the path above `group`, and the query the input was about.
+    fn assert_consistent(&self, every_group: bool, group: Option<GroupIndex>, query: Option<(&str, GroupIndex)>) {
+        let result = (|| {
+            match (every_group, group) {
+                (true, _) => self.tree.check_groups()?,
+                (false, Some(group)) => self.tree.check_path(group)?,
+                (false, None) => self.tree.check_totals()?,
+            }
+            match query {
+                Some((query_id, leaf)) => self.tree.check_query(query_id, leaf),
+                None => Ok(()),
+            }
+        })();
+        crate::runtime::sim_hooks::check_invariants("resource_groups", result);
+    }
+
+    /// Regenerates cpu quota for whole elapsed seconds; true when that touched every group.
+    fn advance_cpu_clock(&mut self, now_ms: u64) -> bool {
         let elapsed_seconds = now_ms.saturating_sub(self.cpu_clock_ms) / 1000;
         if elapsed_seconds == 0 {
-            return;
+            return false;
         }
         self.cpu_clock_ms += elapsed_seconds * 1000;
         // Without cpu limits usage changes nothing, so skip the O(groups) pass.
         if self.has_cpu_limits {
             self.tree.generate_cpu_quota(elapsed_seconds);
+            return true;
         }
+        false
     }
 
     pub(crate) fn spec_at(&self, path: &[usize]) -> &GroupSpec {

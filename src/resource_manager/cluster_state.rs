@@ -7,6 +7,14 @@
 //! - A coordinator silent for `query-expiration-timeout` loses its active queries (it crashed or
 //!   is cut off; its queries can no longer be counted as running anywhere the RM can see).
 //! - A node silent for `node-status-timeout` drops out of the worker and memory views.
+//!
+//! # Invariants
+//! [`ClusterState::check_invariants`] states what always holds; every input (`apply_*`,
+//! `expire`) checks the part it changed through `runtime::sim_hooks::check_invariants`, so the
+//! cost of a check is the cost of the input: a query heartbeat checks its coordinator's entry
+//! (O(queries in the batch + completed list)), a node heartbeat its node, `expire` that nothing
+//! it should have purged is left (O(coordinators + nodes)). On top, across inputs: a
+//! coordinator's accepted sequence never goes back, nor its last-heard time.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -64,6 +72,15 @@ impl ClusterState {
     }
 
     pub fn apply_query_heartbeat(&mut self, heartbeat: QueryHeartbeat, now_ms: u64) -> HeartbeatOutcome {
+        let coordinator_id = heartbeat.coordinator_id.clone();
+        let before = self.coordinators.get(&coordinator_id).map(|entry| (entry.sequence, entry.last_heartbeat_ms));
+        let outcome = self.apply_query_heartbeat_unchecked(heartbeat, now_ms);
+        let result = self.check_coordinator_after(&coordinator_id, before).and_then(|()| self.check_bounds());
+        crate::runtime::sim_hooks::check_invariants("cluster_state", result);
+        outcome
+    }
+
+    fn apply_query_heartbeat_unchecked(&mut self, heartbeat: QueryHeartbeat, now_ms: u64) -> HeartbeatOutcome {
         if heartbeat.queries.len() > QUERIES_PER_COORDINATOR_MAX {
             return HeartbeatOutcome::Refused("too many queries in one heartbeat");
         }
@@ -105,7 +122,10 @@ impl ClusterState {
         if !self.nodes.contains_key(&heartbeat.node_id) && self.nodes.len() >= NODES_MAX {
             return HeartbeatOutcome::Refused("too many nodes");
         }
-        self.nodes.insert(heartbeat.node_id.clone(), NodeEntry { heartbeat, last_heartbeat_ms: now_ms });
+        let node_id = heartbeat.node_id.clone();
+        self.nodes.insert(node_id.clone(), NodeEntry { heartbeat, last_heartbeat_ms: now_ms });
+        let result = self.check_node(&node_id).and_then(|()| self.check_bounds());
+        crate::runtime::sim_hooks::check_invariants("cluster_state", result);
         HeartbeatOutcome::Applied
     }
 
@@ -127,6 +147,144 @@ impl ClusterState {
         self.coordinators.retain(|_, coordinator| !coordinator.active.is_empty() || !coordinator.completed.is_empty()
             || now_ms.saturating_sub(coordinator.last_heartbeat_ms) < config.query_expiration_timeout_ms);
         self.nodes.retain(|_, node| now_ms.saturating_sub(node.last_heartbeat_ms) < config.node_status_timeout_ms);
+        crate::runtime::sim_hooks::check_invariants("cluster_state", self.check_expired(now_ms));
+    }
+
+    /// Everything that must always hold, over the whole state (O(queries held)): each
+    /// coordinator's entry is well-formed (see `check_coordinator`), each node is filed under
+    /// its own id, and no map is past its bound. The per-input checks are slices of this one.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (coordinator_id, coordinator) in &self.coordinators {
+            self.check_coordinator(coordinator_id, coordinator)?;
+        }
+        for node_id in self.nodes.keys() {
+            self.check_node(node_id)?;
+        }
+        // The counts derived from the queries: every active query is counted once, in its group.
+        let active: usize = self.coordinators.values().map(|coordinator| coordinator.active.len()).sum();
+        let counted: u64 = self.group_counts(None).iter().map(|group| u64::from(group.running) + u64::from(group.queued)).sum();
+        if counted != active as u64 {
+            return Err(format!("group counts hold {counted} queries, the coordinators {active} active ones"));
+        }
+        self.check_bounds()
+    }
+
+    /// The maps stay within the bounds the heartbeats are refused at.
+    fn check_bounds(&self) -> Result<(), String> {
+        if self.coordinators.len() > COORDINATORS_MAX {
+            return Err(format!("{} coordinators held, at most {COORDINATORS_MAX}", self.coordinators.len()));
+        }
+        if self.nodes.len() > NODES_MAX {
+            return Err(format!("{} nodes held, at most {NODES_MAX}", self.nodes.len()));
+        }
+        Ok(())
+    }
+
+    /// One coordinator's entry: active queries are filed under their own ids, none of them
+    /// done, within the per-coordinator bound; the completed list holds only done queries, each
+    /// once, no more than `max-completed-queries`, and none learned after the
+    /// coordinator was last heard from. These are what make the group counts derived from the
+    /// active queries right: a done query counted as queued, or one counted twice, would skew
+    /// every other coordinator's admission.
+    fn check_coordinator(&self, coordinator_id: &str, coordinator: &CoordinatorQueries) -> Result<(), String> {
+        if coordinator.active.len() > QUERIES_PER_COORDINATOR_MAX {
+            return Err(format!("{coordinator_id}: {} active queries, at most {QUERIES_PER_COORDINATOR_MAX}", coordinator.active.len()));
+        }
+        // The group counts every other coordinator admits on are derived from these.
+        for (query_id, query) in &coordinator.active {
+            if query.query_id != *query_id {
+                return Err(format!("{coordinator_id}: active query {} filed under {query_id}", query.query_id));
+            }
+            if query.state.is_done() {
+                return Err(format!("{coordinator_id}: active query {query_id} is {:?}", query.state));
+            }
+        }
+        if coordinator.completed.len() > self.config.max_completed_queries {
+            return Err(format!(
+                "{coordinator_id}: {} completed queries kept, max-completed-queries is {}",
+                coordinator.completed.len(),
+                self.config.max_completed_queries
+            ));
+        }
+        // Not asserted: that `learned_ms` ascends. It does while the RM's clock does, but a clock
+        // stepped back (skew ending, in simulation) appends an earlier time; expiry then pops
+        // only from the front, which is what `check_expired` checks.
+        let mut seen = std::collections::BTreeSet::new();
+        for (learned_ms, query) in &coordinator.completed {
+            if !query.state.is_done() {
+                return Err(format!("{coordinator_id}: completed query {} is {:?}", query.query_id, query.state));
+            }
+            if !seen.insert(query.query_id.as_str()) {
+                return Err(format!("{coordinator_id}: completed query {} is listed twice", query.query_id));
+            }
+            if *learned_ms > coordinator.last_heartbeat_ms {
+                return Err(format!(
+                    "{coordinator_id}: completed query {} learned at {learned_ms} ms, after the last heartbeat at {} ms",
+                    query.query_id, coordinator.last_heartbeat_ms
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a query heartbeat from `coordinator_id`: its entry is well-formed and, if it was
+    /// known before (`before`: its sequence and last-heard time then), neither went back.
+    fn check_coordinator_after(&self, coordinator_id: &str, before: Option<(u64, u64)>) -> Result<(), String> {
+        let Some(coordinator) = self.coordinators.get(coordinator_id) else {
+            return match before {
+                Some(_) => Err(format!("{coordinator_id}: a heartbeat removed its entry")),
+                None => Ok(()), // refused
+            };
+        };
+        if let Some((sequence, last_heartbeat_ms)) = before {
+            if coordinator.sequence < sequence {
+                return Err(format!("{coordinator_id}: sequence went back from {sequence} to {}", coordinator.sequence));
+            }
+            if coordinator.last_heartbeat_ms < last_heartbeat_ms {
+                return Err(format!(
+                    "{coordinator_id}: last heartbeat went back from {last_heartbeat_ms} ms to {} ms",
+                    coordinator.last_heartbeat_ms
+                ));
+            }
+        }
+        self.check_coordinator(coordinator_id, coordinator)
+    }
+
+    /// A node is filed under its own id.
+    fn check_node(&self, node_id: &str) -> Result<(), String> {
+        match self.nodes.get(node_id) {
+            Some(node) if node.heartbeat.node_id == node_id => Ok(()),
+            Some(node) => Err(format!("node {} filed under {node_id}", node.heartbeat.node_id)),
+            None => Err(format!("node {node_id} is not held")),
+        }
+    }
+
+    /// After `expire(now_ms)`: no node silent for `node-status-timeout` is left, no coordinator
+    /// silent for `query-expiration-timeout` still has active queries, and no completed query
+    /// older than `completed-query-expiration` is kept.
+    fn check_expired(&self, now_ms: u64) -> Result<(), String> {
+        let config = &self.config;
+        for (node_id, node) in &self.nodes {
+            if now_ms.saturating_sub(node.last_heartbeat_ms) >= config.node_status_timeout_ms {
+                return Err(format!("node {node_id}, silent since {} ms, outlived expiry at {now_ms} ms", node.last_heartbeat_ms));
+            }
+        }
+        for (coordinator_id, coordinator) in &self.coordinators {
+            let silent = now_ms.saturating_sub(coordinator.last_heartbeat_ms) >= config.query_expiration_timeout_ms;
+            if silent && !coordinator.active.is_empty() {
+                return Err(format!(
+                    "{coordinator_id}, silent since {} ms, still has {} active queries at {now_ms} ms",
+                    coordinator.last_heartbeat_ms,
+                    coordinator.active.len()
+                ));
+            }
+            if let Some((learned_ms, query)) = coordinator.completed.front() {
+                if now_ms.saturating_sub(*learned_ms) >= config.completed_query_expiration_ms {
+                    return Err(format!("{coordinator_id}: completed query {} outlived its expiry", query.query_id));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Per-group counts over every coordinator except `excluding` (the asker counts its own).
@@ -361,4 +519,104 @@ mod tests {
         assert_eq!((memory.total_bytes, memory.blocked_nodes, memory.nodes), (100, 0, 1));
         assert_eq!(memory.query_reservations.get("q1"), Some(&30));
     }
+
+    /// c1 with q1 running and d1 completed, c2 with q2 queued, worker w1.
+    fn busy_state() -> ClusterState {
+        let mut state = ClusterState::new(config());
+        let done = query("d1", "g", QueryState::Finished);
+        state.apply_query_heartbeat(heartbeat("c1", 1, vec![query("q1", "g", QueryState::Running), done]), 1_000);
+        state.apply_query_heartbeat(heartbeat("c2", 1, vec![query("q2", "g.x", QueryState::Queued)]), 1_000);
+        let worker = NodeHeartbeat {
+            node_id: "w1".into(),
+            role: Role::Worker,
+            uri: "http://w1".into(),
+            memory: MemoryInfo::holding(100, false, &[]),
+            cpu: Default::default(),
+        };
+        state.apply_node_heartbeat(worker, 1_000);
+        state.check_invariants().expect("consistent before the damage");
+        state
+    }
+
+    fn caught(result: Result<(), String>, expected: &str) {
+        let error = result.expect_err("the check must catch the damage");
+        assert!(error.contains(expected), "said {error:?}, expected {expected:?}");
+    }
+
+    #[test]
+    fn misfiled_or_finished_active_queries_are_caught() {
+        let mut state = busy_state();
+        let moved = state.coordinators.get_mut("c1").unwrap().active.remove("q1").unwrap();
+        state.coordinators.get_mut("c1").unwrap().active.insert("elsewhere".into(), moved);
+        caught(state.check_invariants(), "c1: active query q1 filed under elsewhere");
+
+        let mut state = busy_state();
+        state.coordinators.get_mut("c2").unwrap().active.get_mut("q2").unwrap().state = QueryState::Failed;
+        caught(state.check_invariants(), "c2: active query q2 is Failed");
+    }
+
+    #[test]
+    fn completed_lists_past_their_bound_duplicated_or_unfinished_are_caught() {
+        let mut state = busy_state();
+        let completed = &mut state.coordinators.get_mut("c1").unwrap().completed;
+        let first = completed[0].clone();
+        completed.push_back(first);
+        caught(state.check_invariants(), "c1: completed query d1 is listed twice");
+        let completed = &mut state.coordinators.get_mut("c1").unwrap().completed;
+        completed.push_back((1_000, query("d2", "g", QueryState::Failed)));
+        caught(state.check_invariants(), "c1: 3 completed queries kept, max-completed-queries is 2");
+
+        let mut state = busy_state();
+        state.coordinators.get_mut("c1").unwrap().completed[0].1.state = QueryState::Running;
+        caught(state.check_invariants(), "c1: completed query d1 is Running");
+
+        let mut state = busy_state();
+        state.coordinators.get_mut("c1").unwrap().completed[0].0 = 5_000;
+        caught(state.check_invariants(), "learned at 5000 ms, after the last heartbeat at 1000 ms");
+    }
+
+    #[test]
+    fn a_sequence_or_heartbeat_time_going_back_is_caught() {
+        let mut state = busy_state();
+        state.apply_query_heartbeat(heartbeat("c1", 7, vec![]), 2_000);
+        caught(state.check_coordinator_after("c1", Some((9, 2_000))), "c1: sequence went back from 9 to 7");
+        caught(state.check_coordinator_after("c1", Some((7, 3_000))), "c1: last heartbeat went back from 3000 ms to 2000 ms");
+        state.check_coordinator_after("c1", Some((6, 1_500))).expect("forward is fine");
+        state.coordinators.remove("c1");
+        caught(state.check_coordinator_after("c1", Some((7, 2_000))), "a heartbeat removed its entry");
+    }
+
+    #[test]
+    fn what_expiry_should_have_purged_is_caught() {
+        let state = busy_state();
+        // 30 s of silence is past node-status-timeout for w1 and query-expiration-timeout for c1 and c2.
+        caught(state.check_expired(31_000), "node w1, silent since 1000 ms, outlived expiry at 31000 ms");
+        let mut state = busy_state();
+        state.nodes.clear();
+        caught(state.check_expired(11_000), "c1, silent since 1000 ms, still has 1 active queries at 11000 ms");
+        for coordinator in state.coordinators.values_mut() {
+            coordinator.active.clear();
+        }
+        caught(state.check_expired(601_000), "c1: completed query d1 outlived its expiry");
+        state.expire(601_000);
+        state.check_expired(601_000).expect("expire() leaves nothing it should have purged");
+    }
+
+    #[test]
+    fn a_node_filed_under_another_id_is_caught() {
+        let mut state = busy_state();
+        let node = state.nodes.remove("w1").unwrap();
+        state.nodes.insert("w9".into(), node);
+        caught(state.check_invariants(), "node w1 filed under w9");
+    }
+
+    #[test]
+    fn every_input_runs_the_check() {
+        let mut state = busy_state();
+        state.coordinators.get_mut("c1").unwrap().completed[0].1.state = QueryState::Running;
+        let heartbeat = heartbeat("c1", 2, vec![query("q1", "g", QueryState::Running)]);
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.apply_query_heartbeat(heartbeat, 2_000)));
+        assert!(applied.is_err(), "a heartbeat applied to a broken entry went unnoticed");
+    }
 }
+

@@ -25,7 +25,8 @@ use cluster_state::{ClusterState, ClusterStateConfig, HeartbeatOutcome};
 use crate::config::{NodeConfig, Role};
 use crate::discovery::store::Change;
 use crate::discovery::DiscoveryStore;
-use crate::node::fanout::FanOut;
+use crate::metrics::HeartbeatReceipt;
+use crate::snapshot_sender::SnapshotSender;
 use crate::runtime::http_client::HttpClient;
 use crate::runtime::sim_hooks::MessageKind;
 use crate::runtime::Clock;
@@ -229,14 +230,14 @@ async fn service(State(rm): State<ResourceManager>, Path(role): Path<String>) ->
 async fn node_heartbeat(State(rm): State<ResourceManager>, Json(heartbeat): Json<NodeHeartbeat>) -> Response {
     let sender = heartbeat.node_id.clone();
     let outcome = rm.cluster().apply_node_heartbeat(heartbeat, rm.now_ms());
-    rm.inner.metrics.heartbeat_received(MessageKind::NodeHeartbeat, &sender, &outcome);
+    rm.inner.metrics.heartbeat_received(MessageKind::NodeHeartbeat, &sender, receipt(&outcome));
     heartbeat_response(outcome)
 }
 
 async fn query_heartbeat(State(rm): State<ResourceManager>, Json(heartbeat): Json<QueryHeartbeat>) -> Response {
     let sender = heartbeat.coordinator_id.clone();
     let outcome = rm.cluster().apply_query_heartbeat(heartbeat, rm.now_ms());
-    rm.inner.metrics.heartbeat_received(MessageKind::QueryHeartbeat, &sender, &outcome);
+    rm.inner.metrics.heartbeat_received(MessageKind::QueryHeartbeat, &sender, receipt(&outcome));
     heartbeat_response(outcome)
 }
 
@@ -245,6 +246,15 @@ fn heartbeat_response(outcome: HeartbeatOutcome) -> Response {
         HeartbeatOutcome::Applied => Json(json!({ "outcome": "applied" })).into_response(),
         HeartbeatOutcome::Stale => Json(json!({ "outcome": "stale" })).into_response(),
         HeartbeatOutcome::Refused(reason) => (StatusCode::TOO_MANY_REQUESTS, reason).into_response(),
+    }
+}
+
+/// How the heartbeat counts in the node's metrics.
+fn receipt(outcome: &HeartbeatOutcome) -> HeartbeatReceipt {
+    match outcome {
+        HeartbeatOutcome::Applied => HeartbeatReceipt::Applied,
+        HeartbeatOutcome::Stale => HeartbeatReceipt::Stale,
+        HeartbeatOutcome::Refused(_) => HeartbeatReceipt::Refused,
     }
 }
 
@@ -274,7 +284,7 @@ async fn run_self_announcer(rm: ResourceManager) {
 async fn run_replication(rm: ResourceManager) {
     let interval_ms = rm.inner.config.discovery_replication_interval_ms;
     let timeout_ms = rm.inner.config.request_timeout_ms.min(interval_ms.max(1_000));
-    let mut fan_out = FanOut::new(paths::REPLICATE, MessageKind::DiscoveryReplication).with_metrics(&rm.inner.metrics);
+    let mut fan_out = SnapshotSender::new(paths::REPLICATE, MessageKind::DiscoveryReplication).with_metrics(&rm.inner.metrics);
     loop {
         crate::runtime::sleep_ms(interval_ms).await;
         let batch = Arc::new(ReplicationBatch {
@@ -286,25 +296,19 @@ async fn run_replication(rm: ResourceManager) {
 }
 
 /// Cluster-wide `ResourceGroupInfo`: asks every coordinator discovery knows for its local numbers
-/// (`includeLocalInfoOnly=true`, concurrently, each bounded by the request timeout), ignores the
-/// ones that do not know the group or do not answer, and merges the rest.
+/// (`includeLocalInfoOnly=true`, concurrently but at most [`crate::rest::gather::CONCURRENCY_MAX`]
+/// at once, each bounded by the request timeout), ignores the ones that do not know the group or
+/// do not answer, and merges the rest.
 async fn resource_group_state(State(rm): State<ResourceManager>, Path(group): Path<String>) -> Response {
-    let coordinators = rm.node_refs(Role::Coordinator);
-    let timeout_ms = rm.inner.config.request_timeout_ms;
-    let mut pending = Vec::new();
-    for coordinator in coordinators {
-        let client = rm.inner.client.clone();
-        let url = format!("{}/v1/resourceGroupState/{}?includeLocalInfoOnly=true", coordinator.uri, group.trim_start_matches('/'));
-        pending.push(crate::runtime::spawn(async move {
-            client.get_json::<serde_json::Value>(&url, MessageKind::Other, timeout_ms).await.ok()
-        }));
-    }
-    let mut infos = Vec::new();
-    for task in pending {
-        if let Ok(Some(info)) = task.await {
-            infos.push(info);
-        }
-    }
+    let urls = rm
+        .node_refs(Role::Coordinator)
+        .into_iter()
+        .map(|coordinator| format!("{}/v1/resourceGroupState/{}?includeLocalInfoOnly=true", coordinator.uri, group.trim_start_matches('/')))
+        .collect();
+    // The shared gathering, with its concurrency limit: a cluster of many coordinators does not
+    // open one connection per coordinator at once for every request to this page.
+    let answers = crate::rest::gather::get_all(&rm.inner.client, urls, rm.inner.config.request_timeout_ms).await;
+    let infos: Vec<serde_json::Value> = answers.into_iter().filter_map(Result::ok).collect();
     match crate::protocol::resource_group_info::merge(&infos) {
         Some(merged) => Json(merged).into_response(),
         None => (StatusCode::NOT_FOUND, format!("Resource group {} not found on any coordinator", group.replace('/', "."))).into_response(),

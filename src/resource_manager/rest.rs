@@ -12,8 +12,9 @@ use serde_json::Value;
 
 use super::ResourceManager;
 use crate::config::Role;
+use crate::query_id::{self, CoordinatorSuffix};
 use crate::rest::cluster_json::{self, OwnedQuery, RmSummary};
-use crate::rest::fan_out;
+use crate::rest::gather;
 use crate::rest::proxy::{self, Forward};
 use crate::wire::QueryState;
 
@@ -53,10 +54,9 @@ impl ResourceManager {
     /// The coordinator whose id suffix ends `query_id`: a query created moments ago may not have
     /// reached this RM in a heartbeat yet, but its id already names its owner.
     fn owner_by_query_id_suffix(&self, query_id: &str) -> Option<(String, String)> {
-        let suffix = query_id.rsplit('_').next()?;
         self.node_refs(Role::Coordinator)
             .into_iter()
-            .find(|coordinator| crate::coordinator::id_suffix(&coordinator.node_id) == suffix)
+            .find(|coordinator| query_id::created_by(query_id, &CoordinatorSuffix::of_node(&coordinator.node_id)))
             .map(|coordinator| (coordinator.node_id, coordinator.uri))
     }
 
@@ -159,7 +159,7 @@ async fn query_state(State(rm): State<ResourceManager>, UrlQuery(params): UrlQue
     let query = passed.join("&");
     let urls = rm.node_refs(Role::Coordinator).into_iter().map(|coordinator| format!("{}/v1/queryState?{query}", coordinator.uri)).collect();
     let mut states = Vec::new();
-    for answer in fan_out::get_all(&rm.inner.client, urls, rm.second_hop_timeout_ms()).await {
+    for answer in gather::get_all(&rm.inner.client, urls, rm.second_hop_timeout_ms()).await {
         match answer {
             Ok(Value::Array(list)) => states.extend(list),
             Ok(_) => tracing::debug!("a coordinator answered /v1/queryState with something else than a list"),
@@ -219,7 +219,7 @@ async fn resource_managers(State(rm): State<ResourceManager>) -> Response {
     }
     known.remove(&own_uri);
     let urls = known.keys().map(|uri| format!("{uri}/v1/resourcemanager/summary")).collect();
-    let answers = fan_out::get_all(&rm.inner.client, urls, rm.second_hop_timeout_ms()).await;
+    let answers = gather::get_all(&rm.inner.client, urls, rm.second_hop_timeout_ms()).await;
     let mut listed = vec![cluster_json::rm_summary(&rm.own_summary())];
     for ((uri, node_id), answer) in known.into_iter().zip(answers) {
         listed.push(match answer {

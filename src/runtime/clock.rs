@@ -9,7 +9,9 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+#[allow(clippy::disallowed_types, reason = "the seam: the one wall clock, read only by Clock::wall_ms")]
+use std::time::SystemTime;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// A node's clock: monotonic milliseconds plus a wall clock, both shifted by an offset that
 /// simulation sets to model clock skew. In production the offset stays 0.
@@ -29,8 +31,10 @@ impl Default for Clock {
 
 impl Clock {
     pub fn new() -> Self {
+        #[allow(clippy::disallowed_methods, reason = "the seam: every node's monotonic clock starts here")]
+        let origin = Instant::now();
         Clock {
-            origin: Instant::now(),
+            origin,
             offset_ms: Arc::new(AtomicI64::new(0)),
             drift_ppm: Arc::new(AtomicI64::new(0)),
         }
@@ -49,6 +53,11 @@ impl Clock {
 
     /// Milliseconds since the Unix epoch, as this node perceives them.
     pub fn wall_ms(&self) -> u64 {
+        #[allow(
+            clippy::disallowed_methods,
+            clippy::disallowed_types,
+            reason = "the seam: the only wall-clock read (virtual under madsim)"
+        )]
         let real = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         let shifted = real.as_millis() as i64 + self.offset_ms.load(Ordering::Relaxed);
         shifted.max(0) as u64

@@ -72,7 +72,7 @@ pub fn available_processors() -> u32 {
     }
     static PROCESSORS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     *PROCESSORS.get_or_init(|| {
-        #[allow(clippy::disallowed_methods)] // the seam: read once per process, never in simulation
+        #[allow(clippy::disallowed_methods, reason = "the seam: read once per process, never in simulation")]
         let processors = std::thread::available_parallelism();
         processors.map_or(1, |count| u32::try_from(count.get()).unwrap_or(u32::MAX))
     })

@@ -23,6 +23,7 @@ impl std::fmt::Debug for NodeRng {
 impl NodeRng {
     /// Seeded from the OS in production, from the simulation seed under madsim.
     pub fn from_entropy() -> Self {
+        #[allow(clippy::disallowed_methods, reason = "the seam: the one seed per node (madsim's seed in simulation)")]
         let rng = SmallRng::from_os_rng();
         NodeRng { inner: Arc::new(Mutex::new(rng)) }
     }

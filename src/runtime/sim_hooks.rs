@@ -130,16 +130,19 @@ mod imp {
     use std::cell::RefCell;
     use std::rc::Rc;
 
+    /// The oracle's sink for this simulation's events.
+    type Recorder = Box<dyn FnMut(Event)>;
+
     thread_local! {
         static FILTER: RefCell<Option<Rc<dyn FaultFilter>>> = const { RefCell::new(None) };
-        static RECORDER: RefCell<Option<Box<dyn FnMut(Event)>>> = const { RefCell::new(None) };
+        static RECORDER: RefCell<Option<Recorder>> = const { RefCell::new(None) };
     }
 
     pub fn install_fault_filter(filter: Rc<dyn FaultFilter>) {
         FILTER.with(|slot| *slot.borrow_mut() = Some(filter));
     }
 
-    pub fn install_recorder(recorder: Box<dyn FnMut(Event)>) {
+    pub fn install_recorder(recorder: Recorder) {
         RECORDER.with(|slot| *slot.borrow_mut() = Some(recorder));
     }
 

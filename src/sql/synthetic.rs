@@ -99,7 +99,7 @@ pub fn generate_rows(task_index: u32, first_row: u64, count: u64, worker: &str) 
 /// Plans `FROM synthetic(...)`; `Ok(None)` when the relation is not the synthetic function.
 pub fn plan(relation: &TableFactor, projection: &[SelectItem]) -> Result<Option<SyntheticSpec>, QueryFailure> {
     let TableFactor::Table { name, args: Some(args), .. } = relation else { return Ok(None) };
-    if name.to_string().to_ascii_lowercase() != "synthetic" {
+    if !name.to_string().eq_ignore_ascii_case("synthetic") {
         return Ok(None);
     }
     let mut spec = SyntheticSpec { run_time_ms: 0, task_memory_bytes: 0, task_peak_memory_bytes: 0, tasks: 1, rows: 1, columns: Vec::new() };

@@ -10,7 +10,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-// (Included by the process tests, which allow the wall clock: real processes, real deadlines.)
+/// The real clock, for the process tests' bounded waits: they drive real processes on loopback,
+/// outside any simulation, so nothing here is virtual.
+#[allow(clippy::disallowed_methods, reason = "process tests run outside any simulation, on the real clock")]
+pub fn wall_now() -> Instant {
+    Instant::now()
+}
 
 /// Child processes, killed when the test ends however it ends.
 pub struct Cluster {
@@ -98,12 +103,12 @@ impl Cluster {
 
     /// Waits (bounded) for a node's process to exit by itself.
     pub async fn exit_status(&mut self, name: &str, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
+        let deadline = wall_now() + within;
         loop {
             if let Some(status) = self.children.get_mut(name).expect("known node").try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "{name} did not exit within {within:?}");
+            assert!(wall_now() < deadline, "{name} did not exit within {within:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

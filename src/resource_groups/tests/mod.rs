@@ -3,6 +3,7 @@
 
 mod admission;
 mod docs_example;
+mod invariant_checks;
 mod policies;
 mod properties;
 mod spec_errors;

@@ -1,14 +1,19 @@
-//! Sending the same message to every RM without letting one slow RM hold up the rest.
+//! Sending the newest snapshot to every RM without letting one slow RM hold up the rest (worker
+//! node heartbeats, coordinator query heartbeats, RM-to-RM discovery replication).
 //!
-//! Each RM has a one-slot mailbox and at most one send in flight. A message for an RM whose
-//! previous send is still on its way (the RM is slow or unreachable) replaces whatever waits in the
-//! slot, and goes out the moment the in-flight send returns. Every message here is a full snapshot,
-//! so only the newest matters: a dead RM costs one task and one connection per sender, never a
-//! queue, and a state change is never held back longer than the send ahead of it.
+//! Each RM has a one-slot, latest-value mailbox and at most one send in flight. A message for an
+//! RM whose previous send is still on its way (the RM is slow or unreachable) replaces whatever
+//! waits in the slot, and goes out the moment the in-flight send returns. Every message here is a
+//! full snapshot, so only the newest matters: a dead RM costs one task and one connection per
+//! sender, never a queue, and a state change is never held back longer than the send ahead of it.
 //!
-//! With [`FanOut::with_metrics`], every send is counted (by kind, target and outcome) and timed,
-//! and every snapshot replaced before it could go out is counted as superseded: together they
-//! are the sender's side of heartbeat lag (see [`crate::metrics`]).
+//! With [`SnapshotSender::with_metrics`], every send is counted (by kind, target and outcome) and
+//! timed, and every snapshot replaced before it could go out is counted as superseded: together
+//! they are the sender's side of heartbeat lag (see [`crate::metrics`]).
+//!
+//! Infrastructure below every role (it used to live in `node/`, which imports every role). Not to
+//! be confused with [`crate::rest::gather`], which GETs one question from many nodes and waits
+//! for all the answers.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -23,19 +28,19 @@ struct Slot<T> {
     waiting: Option<Arc<T>>,
 }
 
-pub struct FanOut<T> {
+pub struct SnapshotSender<T> {
     slots: BTreeMap<String, Arc<Mutex<Slot<T>>>>,
     path: &'static str,
     kind: MessageKind,
     metrics: Option<Metrics>,
 }
 
-impl<T: Serialize + Send + Sync + 'static> FanOut<T> {
+impl<T: Serialize + Send + Sync + 'static> SnapshotSender<T> {
     pub fn new(path: &'static str, kind: MessageKind) -> Self {
-        FanOut { slots: BTreeMap::new(), path, kind, metrics: None }
+        SnapshotSender { slots: BTreeMap::new(), path, kind, metrics: None }
     }
 
-    /// Counts and times this fan-out's sends in the node's metrics.
+    /// Counts and times this sender's sends in the node's metrics.
     pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
         self.metrics = Some(metrics.clone());
         self
@@ -46,7 +51,7 @@ impl<T: Serialize + Send + Sync + 'static> FanOut<T> {
         for uri in uris {
             let slot = self.slots.entry(uri.clone()).or_insert_with(|| Arc::new(Mutex::new(Slot { in_flight: false, waiting: None })));
             {
-                let mut state = crate::runtime::lock(&slot);
+                let mut state = crate::runtime::lock(slot);
                 if state.waiting.replace(body.clone()).is_some() {
                     if let Some(metrics) = &self.metrics {
                         metrics.heartbeat_superseded(self.kind, &uri);

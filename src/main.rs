@@ -20,7 +20,8 @@ mod production {
 
     use clap::{Parser, Subcommand};
 
-    use fireball::config::NodeConfig;
+    use fireball::config::{NodeConfig, Role};
+    use fireball::context::NodeContext;
     use fireball::local::{loopback_address, ClusterLayout};
     use fireball::runtime::Clock;
 
@@ -123,20 +124,18 @@ mod production {
 
     async fn run_server(etc: PathBuf) -> Result<(), String> {
         let config = NodeConfig::read_etc(&etc)?;
-        let grace_ms = config.query_client_timeout_ms;
-        let node = fireball::node::start(config, Clock::new()).await?;
-        println!("fireball {} {} listening on {}", node.role.name(), node.node_id, node.uri);
-        // Ctrl-C / SIGTERM, or `PUT /v1/info/state "SHUTTING_DOWN"`: either way the node drains
-        // (bounded by query.client.timeout) and the process exits 0.
+        let context = NodeContext::new(config, Clock::new());
+        let signals = Signals::listen();
+        // The first SIGTERM / Ctrl-C (or a `PUT /v1/info/state "SHUTTING_DOWN"`) drains the node
+        // within shutdown.grace-period and the process exits 0; a second signal exits at once.
+        let running = fireball::node::run_with(context, signals.received(1), |node| {
+            println!("fireball {} {} listening on {}", node.role.name(), node.node_id, node.uri);
+        });
         tokio::select! {
             biased;
-            _ = wait_for_shutdown_signal() => {}
-            _ = node.shutdown_requested() => {}
+            _ = signals.received(2) => Err(Signals::SECOND_SIGNAL.into()),
+            result = running => result,
         }
-        tracing::info!(node = %node.node_id, "shutting down");
-        node.shutdown(grace_ms).await;
-        tracing::info!("stopped");
-        Ok(())
     }
 
     async fn run_local(layout: ClusterLayout, base_port: u16) -> Result<(), String> {
@@ -144,53 +143,97 @@ mod production {
             return Err(format!("--base-port {base_port} is too high: the cluster needs 300 ports above it"));
         }
         let configs = layout.node_configs(|role, index| loopback_address(base_port, role, index))?;
+        let signals = Signals::listen();
+        // Each node runs through `node::run` like `fireball server`: it stops on its own when asked
+        // to (`PUT /v1/info/state`), and Ctrl-C stops them all. Nodes start one after the other,
+        // each once the previous one serves, so a port already taken stops the command before it
+        // claims the cluster is up.
         let mut nodes = Vec::new();
+        let mut running = Vec::new();
         for mut config in configs {
             config.bind_address = "127.0.0.1".into();
-            nodes.push(fireball::node::start(config, Clock::new()).await?);
+            let context = NodeContext::new(config, Clock::new());
+            let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+            let shutdown = signals.clone();
+            let node = fireball::runtime::spawn(async move {
+                fireball::node::run_with(context, shutdown.received(1), move |node| {
+                    let _ = started_tx.send((node.role, node.node_id.clone(), node.uri.clone()));
+                })
+                .await
+            });
+            match started_rx.await {
+                Ok(started) => nodes.push(started),
+                // It returned before it served: its error says why.
+                Err(_) => {
+                    return Err(match node.await {
+                        Ok(Err(error)) => error,
+                        Ok(Ok(())) => "a node stopped before it served".into(),
+                        Err(error) => format!("a node's task failed: {error}"),
+                    })
+                }
+            }
+            running.push(node);
         }
         println!("fireball local cluster is up:");
-        for node in &nodes {
-            println!("  {:<16} {:<16} {}", node.role.name(), node.node_id, node.uri);
+        for (role, node_id, uri) in &nodes {
+            println!("  {:<16} {:<16} {}", role.name(), node_id, uri);
         }
-        let coordinator = nodes.iter().find(|node| node.coordinator().is_some()).map(|node| node.uri.clone()).unwrap_or_default();
+        let coordinator =
+            nodes.iter().find(|(role, _, _)| *role == Role::Coordinator).map(|(_, _, uri)| uri.clone()).unwrap_or_default();
         println!();
         println!("Point Presto clients at any coordinator, e.g. {coordinator}. Example:");
         println!(
             "  curl -s -X POST -H 'X-Presto-User: alice' --data \"SELECT * FROM synthetic(run_time => '1s', memory => '10MB', tasks => 2, rows => 4)\" {coordinator}/v1/statement"
         );
         println!("Press Ctrl-C to stop.");
-        // Each node stops on its own when asked to (`PUT /v1/info/state`); Ctrl-C stops them all.
-        let (stop_all, _) = tokio::sync::broadcast::channel::<()>(1);
-        let mut running = Vec::new();
-        for node in nodes {
-            let mut stop = stop_all.subscribe();
-            running.push(tokio::spawn(async move {
-                let grace_ms = tokio::select! {
-                    biased;
-                    _ = stop.recv() => 5_000,
-                    _ = node.shutdown_requested() => 300_000,
-                };
-                tracing::info!(node = %node.node_id, "shutting down");
-                node.shutdown(grace_ms).await;
-            }));
-        }
         let all_stopped = async {
-            for node in &mut running {
+            for node in running {
                 let _ = node.await;
             }
         };
         tokio::select! {
             biased;
-            _ = wait_for_shutdown_signal() => {
-                let _ = stop_all.send(());
-                for node in running {
-                    let _ = node.await;
-                }
-            }
-            _ = all_stopped => {}
+            _ = signals.received(2) => Err(Signals::SECOND_SIGNAL.into()),
+            _ = all_stopped => Ok(()),
         }
-        Ok(())
+    }
+
+    /// SIGINT (Ctrl-C) and SIGTERM, counted: the first asks for a graceful shutdown, the second
+    /// for an immediate exit (an operator who does not want to wait for the grace period).
+    #[derive(Clone)]
+    struct Signals {
+        received: tokio::sync::watch::Receiver<u32>,
+    }
+
+    impl Signals {
+        const SECOND_SIGNAL: &'static str = "a second signal: stopped at once, without finishing running work";
+
+        /// Starts listening for the process's signals.
+        fn listen() -> Signals {
+            let (count, received) = tokio::sync::watch::channel(0u32);
+            fireball::runtime::spawn(async move {
+                // Two are all that matter; after the second the process exits.
+                for received in 1..=2u32 {
+                    wait_for_shutdown_signal().await;
+                    if received == 1 {
+                        tracing::info!("signal received: shutting down gracefully (within shutdown.grace-period); send it again to stop at once");
+                    } else {
+                        tracing::warn!("second signal received: stopping at once, without finishing running work");
+                    }
+                    count.send_replace(received);
+                }
+            });
+            Signals { received }
+        }
+
+        /// Returns once `count` signals have arrived.
+        async fn received(&self, count: u32) {
+            let mut received = self.received.clone();
+            // The sender lives until two signals came; if it is gone, that many never will.
+            if received.wait_for(|received| *received >= count).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     async fn wait_for_shutdown_signal() {

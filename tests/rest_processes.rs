@@ -5,7 +5,8 @@
 //!   coordinator → RM → owner), and killed from coordinator-1;
 //! - `/v1/cluster`, `/v1/node`, `/v1/cluster/memory` asked on a coordinator answer from an RM;
 //! - `PUT /v1/info/state "SHUTTING_DOWN"` lets a coordinator's query finish, refuses new ones and
-//!   ends the process with status 0;
+//!   ends the process with status 0; SIGTERM starts the same drain on a worker running a task, and
+//!   a second SIGTERM ends the process at once;
 //! - with every RM dead, a proxied request answers 503 promptly instead of hanging.
 #![cfg(not(madsim))]
 
@@ -193,6 +194,23 @@ async fn rest_endpoints_proxy_kill_and_shut_down_across_processes() {
     assert_eq!(outcome.rows.len(), 6);
     let status = cluster.exit_status("coordinator-1", Duration::from_secs(20)).await;
     assert!(status.success(), "coordinator-1 exited with {status}");
+
+    // SIGTERM drains like the PUT: a worker running a task stays up, SHUTTING_DOWN; a second
+    // SIGTERM ends it at once (exit status 1), and its log says why.
+    let client = StatementClient::new("test-client", "dave");
+    let sql = "SELECT * FROM synthetic(run_time => '60s', tasks => 2, rows => 2)";
+    let _long = client.submit(&c2, sql).await.expect("submitted");
+    let w1 = cluster.uri("worker-1");
+    // Two tasks over two workers: one lands on worker-1 once the query is scheduled.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.signal("worker-1");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(json(&send(&http, Method::GET, format!("{w1}/v1/info/state"), "").await), "SHUTTING_DOWN", "draining, not gone");
+    cluster.signal("worker-1");
+    let status = cluster.exit_status("worker-1", Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(1), "a second signal exits at once, without a clean drain");
+    let log = std::fs::read_to_string(cluster.logs.join("worker-1.log")).expect("worker-1's log");
+    assert!(log.contains("second signal"), "the log says why it stopped at once:\n{log}");
 
     // Without any RM, a proxied request is answered 503 promptly.
     cluster.kill("rm-1");

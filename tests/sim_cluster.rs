@@ -126,7 +126,8 @@ fn same_seed_same_trace_digest() {
     // hashers from per-thread keys, so a second run on the same thread would hash differently.
     #[allow(clippy::disallowed_methods, reason = "the harness runs each simulation on its own fresh OS thread")]
     let run = || {
-        std::thread::spawn(move || { // determinism: ok (harness thread, outside any simulation)
+        #[allow(clippy::disallowed_methods)] // a harness thread, outside any simulation
+        std::thread::spawn(move || {
             let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
             runtime.block_on(async { run_rm_cut_off_scenario().await.trace.digest() })
         })

@@ -232,3 +232,35 @@ async fn metrics_are_per_node_and_show_heartbeat_lag() {
     let fresh = sample(&scrape(&mut cluster, "rm-2").await, age).expect("rm-2 age");
     assert!(lagging >= 5.0 && fresh < 2.0, "rm-1 {lagging} s, rm-2 {fresh} s");
 }
+
+/// A signal (madsim's ctrl-c, what SIGTERM is to `fireball server`) shuts a coordinator down
+/// gracefully through `node::run`: new queries are refused, the running one finishes, then the
+/// node exits and the harness ends its process; a restart brings it back.
+#[madsim::test]
+async fn a_signalled_coordinator_drains_exits_and_comes_back_on_restart() {
+    let mut cluster = SimCluster::start(layout(1, 1, 2, &[("shutdown.grace-period", "1m")])).expect("layout");
+    sleep_s(3).await;
+    let coordinator = cluster.node("coordinator-1").uri.clone();
+    let run = |uri: String, user: &'static str, sql: &'static str| async move { StatementClient::new("client", user).run(&uri, sql).await };
+    let long = "SELECT * FROM synthetic(run_time => '6s', tasks => 2, rows => 2)";
+    let running = cluster.client_node().spawn(run(coordinator.clone(), "alice", long));
+    sleep_s(1).await;
+    cluster.signal("coordinator-1");
+    sleep_s(1).await;
+    let refused = cluster.client_node().spawn(run(coordinator.clone(), "bob", "SELECT 1")).await.expect("client ran");
+    assert_eq!(refused.error_name.as_deref(), Some("SERVER_SHUTTING_DOWN"), "{refused:?}");
+    assert!(!cluster.has_exited("coordinator-1"), "still draining its running query");
+    let finished = running.await.expect("client ran");
+    assert_eq!((finished.state.as_str(), finished.rows.len()), ("FINISHED", 2), "{finished:?}");
+    let mut waited_s = 0;
+    while !cluster.has_exited("coordinator-1") {
+        assert!(waited_s < 20, "coordinator-1 did not exit after its query finished");
+        sleep_s(1).await;
+        waited_s += 1;
+    }
+    cluster.restart("coordinator-1");
+    sleep_s(3).await;
+    assert!(!cluster.has_exited("coordinator-1"));
+    let again = cluster.client_node().spawn(run(coordinator, "carol", "SELECT 1")).await.expect("client ran");
+    assert_eq!(again.state, "FINISHED", "the restarted coordinator serves: {again:?}");
+}

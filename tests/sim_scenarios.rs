@@ -103,3 +103,20 @@ fn the_oracle_catches_presto_killer_scope_overkilling() {
     assert!(result.report.violations.is_empty(), "{:?}", result.report.violations);
     assert_eq!(result.report.memory.kills, 1, "{:?}", result.report.memory);
 }
+
+#[test]
+fn the_oracle_catches_a_shutdown_that_gives_up_on_its_work() {
+    let short = load("scenarios/must-fail/shutdown-grace-too-short.toml");
+    let result = run(&short, short.scenario.seed, None, false).expect("runs");
+    let violations = result.report.violations.join("\n");
+    assert!(violations.contains("shutdown of coordinator-1: exited with 2 of its queries not final"), "{violations}");
+    assert!(violations.contains("shutdown of worker-1: exited with"), "{violations}");
+    assert!(violations.contains("lost queries"), "{violations}");
+    // The same run with the default grace period (2m) keeps every promise.
+    let mut patient = short.clone();
+    patient.scenario.config.remove("shutdown.grace-period");
+    let result = run(&patient, short.scenario.seed, None, false).expect("runs");
+    assert!(result.report.violations.is_empty(), "{:?}", result.report.violations);
+    let exits: Vec<Option<u64>> = result.report.shutdowns.shutdowns.iter().map(|shutdown| shutdown.exit_after_ms()).collect();
+    assert!(exits.iter().all(|exit| exit.is_some_and(|after_ms| after_ms >= 10_000)), "both waited for their 20 s work: {exits:?}");
+}

@@ -7,10 +7,13 @@
 //! | worker      | `worker-1`…         | `10.0.3.N:8080` |
 //! | client      | `client-1`…         | `10.0.9.N`      |
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use fireball::config::Role;
+use fireball::context::NodeContext;
 use fireball::local::ClusterLayout;
 use fireball::runtime::Clock;
 use madsim::net::NetSim;
@@ -18,6 +21,33 @@ use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
 
 pub const NODE_PORT: u16 = 8080;
+type ExitListener = Box<dyn Fn(&str)>;
+
+/// Nodes that exited by themselves, and who wants to hear of it.
+#[derive(Default)]
+struct Exits {
+    exited: RefCell<Vec<String>>,
+    listener: RefCell<Option<ExitListener>>,
+}
+
+thread_local! {
+    /// The current cluster's [`Exits`]. A simulation runs on one OS thread, so a node reaches it
+    /// as the seam's event recorder is reached: directly, from its own task, at the moment
+    /// `node::run` returns. (A harness task waiting for exits would itself change madsim's
+    /// scheduling draws, and with them the run every seed gives.)
+    static EXITS: RefCell<Option<Rc<Exits>>> = const { RefCell::new(None) };
+}
+
+/// Called by a node whose `node::run` returned; madsim then ends the node's process (its init
+/// task is done), as the real process exits.
+fn node_exited(name: &str) {
+    let Some(exits) = EXITS.with(|slot| slot.borrow().clone()) else { return };
+    exits.exited.borrow_mut().push(name.to_string());
+    let listener = exits.listener.borrow();
+    if let Some(listener) = listener.as_ref() {
+        listener(name);
+    }
+}
 
 pub struct SimNode {
     pub name: String,
@@ -33,6 +63,8 @@ pub struct SimCluster {
     pub layout: ClusterLayout,
     nodes: BTreeMap<String, SimNode>,
     clients: Vec<NodeHandle>,
+    /// Nodes whose `node::run` returned (they were asked to shut down), in the order they did.
+    exits: Rc<Exits>,
 }
 
 fn role_octet(role: Role) -> u8 {
@@ -54,6 +86,8 @@ impl SimCluster {
         let configs = layout.node_configs(|role, index| (node_ip(role, index).to_string(), NODE_PORT))?;
         let handle = Handle::current();
         let mut nodes = BTreeMap::new();
+        let exits = Rc::new(Exits::default());
+        EXITS.with(|slot| *slot.borrow_mut() = Some(exits.clone()));
         for config in configs {
             let ip: IpAddr = config.internal_address.parse().map_err(|_| "layout produced a non-IP address".to_string())?;
             let clock = Clock::new();
@@ -67,9 +101,22 @@ impl SimCluster {
                     let config = node_config.clone();
                     let clock = node_clock.clone();
                     async move {
-                        match fireball::node::start(config, clock).await {
-                            // The node runs until the simulation kills or restarts it.
-                            Ok(_node) => std::future::pending::<()>().await,
+                        let name = config.node_id.clone();
+                        // Bind first, then build the context (which draws the node's seed): the
+                        // order nodes always started in, so every seed keeps its run.
+                        let listener = match fireball::node::bind(&config).await {
+                            Ok(listener) => listener,
+                            Err(error) => panic!("node failed to start: {error}"),
+                        };
+                        let context = NodeContext::new(config, clock);
+                        // madsim's ctrl-c is the simulated process's signal ([`SimCluster::signal`]).
+                        let signal = async {
+                            let _ = tokio::signal::ctrl_c().await;
+                        };
+                        match fireball::node::run_on(listener, context, signal, |_| {}).await {
+                            // The node stopped by itself (asked to shut down): tell the harness;
+                            // returning ends the simulated process, as the real one would end.
+                            Ok(()) => node_exited(&name),
                             // A node that cannot start is a harness bug: say so loudly.
                             Err(error) => panic!("node failed to start: {error}"),
                         }
@@ -79,7 +126,23 @@ impl SimCluster {
             let sim_node = SimNode { name: name.clone(), role: config.role, uri: config.self_uri(), ip, id: node.id(), clock };
             nodes.insert(name, sim_node);
         }
-        Ok(SimCluster { layout, nodes, clients: Vec::new() })
+        Ok(SimCluster { layout, nodes, clients: Vec::new(), exits })
+    }
+
+    /// Calls `listener` with the node's name each time a node exits by itself.
+    pub fn on_exit(&self, listener: impl Fn(&str) + 'static) {
+        *self.exits.listener.borrow_mut() = Some(Box::new(listener));
+    }
+
+    /// True once `name` has exited by itself (and not been restarted since).
+    pub fn has_exited(&self, name: &str) -> bool {
+        self.exits.exited.borrow().iter().any(|exited| exited == name) && Handle::current().is_exit(self.node(name).id)
+    }
+
+    /// Sends the node's process a signal (madsim's ctrl-c): it shuts down gracefully, as
+    /// `fireball server` does on SIGTERM. Only once the node serves: before that, madsim kills it.
+    pub fn signal(&self, name: &str) {
+        Handle::current().send_ctrl_c(self.node(name).id);
     }
 
     pub fn node(&self, name: &str) -> &SimNode {

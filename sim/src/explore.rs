@@ -123,6 +123,8 @@ fn fault_strategy(cluster: &ClusterSpec, duration_ms: u64) -> impl Strategy<Valu
                     fault.max = Some(Duration(u64::from(percent) * 20));
                     fault.duration = Some(lasting);
                 }
+                // Not among the kinds explored (an operator's act, not a fault).
+                FaultKind::Shutdown => fault.nodes = vec![target],
                 FaultKind::ClockSkew => {
                     fault.nodes = vec![target];
                     fault.offset = Some(format!("{}s", i64::from(percent) - 50));

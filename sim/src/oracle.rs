@@ -11,6 +11,8 @@
 //!   are counted apart (`died_with_coordinator`): their owner is gone, which the client sees.
 //! - *duplicate execution*: a query started twice, or a task started twice.
 //! - *drain time*: from the end of the last fault to the first instant no query is queued.
+//! - *shutdown*: what a node asked to shut down held, refused and finished, and when it exited;
+//!   judged by [`crate::shutdown_oracle`], which this replay feeds.
 
 use std::collections::BTreeMap;
 
@@ -61,6 +63,8 @@ pub struct OracleReport {
     /// Milliseconds from the last fault's end until no query was queued (`None`: never).
     pub drain_ms: Option<u64>,
     pub memory: crate::memory_oracle::MemoryReport,
+    /// Nodes asked to shut down: what they held, refused and finished, and when they exited.
+    pub shutdowns: crate::shutdown_oracle::ShutdownSummary,
     pub violations: Vec<String>,
 }
 
@@ -92,9 +96,19 @@ pub fn check(entries: &[(u64, Entry)], expect: &Expect, last_fault_end_ms: Optio
     let mut last_ms = 0;
     let mut drained_at_ms = None;
     let mut memory = crate::memory_oracle::MemoryTracker::default();
+    let mut shutdowns = crate::shutdown_oracle::ShutdownTracker::default();
     for (at_ms, entry) in entries {
         let at_ms = *at_ms;
         memory.on_entry(at_ms, entry);
+        match entry {
+            Entry::Node(event) => shutdowns.on_event(at_ms, event),
+            Entry::Harness(HarnessEvent::ShutdownSent { node }) => shutdowns.on_sent(at_ms, node),
+            Entry::Harness(HarnessEvent::ShutdownAccepted { node }) => shutdowns.on_accepted(at_ms, node),
+            Entry::Harness(HarnessEvent::ShutdownFailed { node, reason }) => shutdowns.on_failed(node, reason),
+            Entry::Harness(HarnessEvent::NodeExited { node }) => shutdowns.on_exit(at_ms, node),
+            Entry::Harness(HarnessEvent::NodeCrashed { node }) => shutdowns.on_crash(at_ms, node),
+            Entry::Harness(_) => {}
+        }
         debug_assert!(at_ms >= last_ms, "trace is in time order");
         for group in groups.values_mut() {
             let over = group.running.saturating_sub(group.report.hard_concurrency_limit);
@@ -197,6 +211,7 @@ pub fn check(entries: &[(u64, Entry)], expect: &Expect, last_fault_end_ms: Optio
         group.report.overshoot_seconds += f64::from(over) * run_end_ms.saturating_sub(last_ms) as f64 / 1_000.0;
     }
     report.memory = memory.finish(run_end_ms);
+    report.shutdowns = shutdowns.finish(expect.shutdown_exit_within.map(|within| within.0));
     report.lost_queries = queries.iter().filter(|(_, facts)| !facts.done).map(|(query_id, _)| query_id.clone()).collect();
     report.groups = groups.into_iter().map(|(name, group)| (name, group.report)).collect();
     report.queue_time = Percentiles {
@@ -300,6 +315,7 @@ fn violations(report: &OracleReport, expect: &Expect) -> Vec<String> {
         }
     }
     memory_violations(&report.memory, expect, &mut violations);
+    violations.extend(report.shutdowns.violations());
     violations
 }
 

@@ -167,6 +167,8 @@ fn swarm(random: &RandomFaults, scenario: &Scenario, seed: u64) -> Vec<Fault> {
                     fault.max = Some(Duration(1 + (unit(&rng) * 2_000.0) as u64));
                     fault.duration = Some(lasting);
                 }
+                // Not drawn at random (a shutdown is an operator's act, not a fault to survive).
+                FaultKind::Shutdown => fault.nodes = vec![pick("worker", cluster.workers)],
                 FaultKind::ClockSkew => {
                     fault.nodes = vec![pick("coordinator", cluster.coordinators)];
                     fault.offset = Some(format!("{}s", (unit(&rng) * 120.0) as i64 - 60));

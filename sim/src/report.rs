@@ -54,6 +54,11 @@ pub fn text(result: &RunResult) -> String {
         report.died_with_coordinator,
         report.duplicate_executions.len()
     ));
+    let clients: Vec<String> = result.clients.iter().map(|(outcome, count)| format!("{outcome} {count}")).collect();
+    out.push_str(&format!("  clients saw: {}\n", clients.join(", ")));
+    for shutdown in &report.shutdowns.shutdowns {
+        out.push_str(&format!("  {}\n", describe_shutdown(shutdown)));
+    }
     let memory = &report.memory;
     if memory.oom_episodes > 0 || memory.kills > 0 || !memory.leaked.is_empty() {
         out.push_str(&format!(
@@ -91,6 +96,27 @@ pub fn text(result: &RunResult) -> String {
     out
 }
 
+/// `shutdown of worker-2 at 40000 ms: accepted after 3 ms; exited after 6210 ms; held 3 queries
+/// (3 ended), refused 2 new; held 2 tasks (2 finished)`.
+fn describe_shutdown(shutdown: &crate::shutdown_oracle::NodeShutdown) -> String {
+    let mut text = format!("shutdown of {} at {} ms: ", shutdown.node, shutdown.sent_ms);
+    match (&shutdown.request_failed, shutdown.accepted_ms) {
+        (Some(reason), _) => text.push_str(&format!("request failed ({reason})")),
+        (None, Some(accepted_ms)) => text.push_str(&format!("accepted after {} ms", accepted_ms.saturating_sub(shutdown.sent_ms))),
+        (None, None) => text.push_str("no answer"),
+    }
+    match (shutdown.exit_after_ms(), shutdown.crashed_ms) {
+        (Some(after_ms), _) => text.push_str(&format!("; exited after {after_ms} ms")),
+        (None, Some(crashed_ms)) => text.push_str(&format!("; crashed at {crashed_ms} ms")),
+        (None, None) => text.push_str("; never exited"),
+    }
+    text.push_str(&format!(
+        "; held {} queries ({} ended), refused {} new; held {} tasks ({} finished)",
+        shutdown.queries_held, shutdown.queries_ended, shutdown.queries_refused, shutdown.tasks_held, shutdown.tasks_finished
+    ));
+    text
+}
+
 pub fn json(result: &RunResult) -> String {
     json!({
         "scenario": result.scenario,
@@ -102,6 +128,7 @@ pub fn json(result: &RunResult) -> String {
         "report": result.report,
         "passed": result.report.violations.is_empty(),
         "messages": result.messages,
+        "clients": result.clients,
     })
     .to_string()
 }

@@ -19,7 +19,7 @@ use crate::oracle::{self, OracleReport};
 use crate::plan::{self, Plan};
 use crate::scenario::{Fault, LoadedScenario};
 use crate::timeline::Timeline;
-use crate::trace::Trace;
+use crate::trace::{Entry, HarnessEvent, Trace};
 
 /// Simulated client hosts the arrivals are spread over.
 const CLIENT_HOSTS: usize = 8;
@@ -38,6 +38,11 @@ pub struct RunResult {
     pub faults: Vec<Fault>,
     /// Requests sent per message kind (what the simulation spent its time on).
     pub messages: BTreeMap<String, u64>,
+    /// How the workload's clients saw their queries end: `FINISHED`, `FAILED <error name>`,
+    /// `LOST` (given an id, then gave up) or `UNREACHABLE` (never got an id: the coordinator was
+    /// gone — crashed or exited after a shutdown — so nothing was lost that the oracle counts);
+    /// `STILL TRYING`: clients still retrying when the run ended (typically an unreachable one).
+    pub clients: BTreeMap<String, u32>,
 }
 
 /// Runs `loaded` with `seed` (optionally with `faults` instead of the planned ones).
@@ -55,11 +60,11 @@ pub fn run(loaded: &LoadedScenario, seed: u64, faults: Option<Vec<Fault>>, keep_
     let thread = std::thread::Builder::new() // determinism: ok (one fresh thread per simulation)
         .name(format!("sim-{}-{seed}", loaded.scenario.name))
         .spawn(move || {
-            let wall = std::time::Instant::now(); // determinism: ok (outside the simulation: measures it)
+            let wall = std::time::Instant::now();
             let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
             let outcome = runtime.block_on(simulate(loaded.clone(), layout, plan.clone(), keep_trace));
             fireball::runtime::sim_hooks::clear();
-            outcome.map(|(report, digest, simulated_ms, trace_jsonl, messages)| RunResult {
+            outcome.map(|(report, digest, simulated_ms, trace_jsonl, messages, clients)| RunResult {
                 scenario: loaded.scenario.name.clone(),
                 seed,
                 report,
@@ -69,6 +74,7 @@ pub fn run(loaded: &LoadedScenario, seed: u64, faults: Option<Vec<Fault>>, keep_
                 trace_jsonl,
                 faults: plan.faults,
                 messages,
+                clients,
             })
         })
         .map_err(|error| format!("cannot start a simulation thread: {error}"))?;
@@ -106,7 +112,7 @@ fn layout(loaded: &LoadedScenario) -> Result<ClusterLayout, String> {
     layout.node_configs(|_, _| ("10.0.0.1".into(), 8080)).map(|_| layout)
 }
 
-type Simulated = (OracleReport, u64, u64, Option<String>, BTreeMap<String, u64>);
+type Simulated = (OracleReport, u64, u64, Option<String>, BTreeMap<String, u64>, BTreeMap<String, u32>);
 
 async fn simulate(loaded: LoadedScenario, layout: ClusterLayout, plan: Plan, keep_trace: bool) -> Result<Simulated, String> {
     let scenario = &loaded.scenario;
@@ -116,13 +122,17 @@ async fn simulate(loaded: LoadedScenario, layout: ClusterLayout, plan: Plan, kee
     let message_counts = message_faults.clone();
     let coordinators = cluster.coordinator_uris();
     let clients: Vec<_> = (0..CLIENT_HOSTS).map(|_| cluster.client_node().clone()).collect();
+    let exits = trace.clone();
+    cluster.on_exit(move |node| exits.record_harness(HarnessEvent::NodeExited { node: node.to_string() }));
     let cluster = Rc::new(cluster);
-    let timeline = Timeline::new(cluster.clone(), message_faults, trace.clone(), plan.faults.clone());
+    // The operator sends `shutdown` requests from the first client host.
+    let timeline = Timeline::new(cluster.clone(), clients[0].clone(), message_faults, trace.clone(), plan.faults.clone());
     madsim::task::spawn_local(timeline.run());
 
     let outcomes = Rc::new(RefCell::new(BTreeMap::<String, u32>::new()));
     let run_ms = scenario.duration.0;
     let progress_every = plan.arrivals.len().div_ceil(10).max(1);
+    let arrivals_total = plan.arrivals.len() as u32;
     for (index, arrival) in plan.arrivals.into_iter().enumerate() {
         let now_ms = trace.now_ms();
         if arrival.at_ms > now_ms {
@@ -135,7 +145,12 @@ async fn simulate(loaded: LoadedScenario, layout: ClusterLayout, plan: Plan, kee
         // Client tasks run on client hosts; their outcomes only feed the summary.
         let handle = host.spawn(async move {
             let client = StatementClient::new(&client_name, &arrival.user);
-            client.run(&coordinator, &arrival.sql).await.state
+            let outcome = client.run(&coordinator, &arrival.sql).await;
+            match (outcome.state.as_str(), outcome.query_id) {
+                ("FAILED", _) => format!("FAILED {}", outcome.error_name.unwrap_or_else(|| "UNKNOWN".into())),
+                ("LOST", None) => "UNREACHABLE".to_string(),
+                _ => outcome.state,
+            }
         });
         madsim::task::spawn_local(async move {
             if let Ok(state) = handle.await {
@@ -152,13 +167,13 @@ async fn simulate(loaded: LoadedScenario, layout: ClusterLayout, plan: Plan, kee
     if run_ms > now_ms {
         madsim::time::sleep(StdDuration::from_millis(run_ms - now_ms)).await;
     }
-    // Settle: arrivals have stopped; let open queries end and ended ones release their memory
-    // (bounded) before judging what is lost or left behind.
+    // Settle: arrivals have stopped; let open queries end, ended ones release their memory and
+    // nodes asked to shut down exit (bounded) before judging what is lost or left behind.
     let settle_ms = scenario.expect.settle.map(|settle| settle.0).unwrap_or(SETTLE_MS_DEFAULT);
     let settle_end_ms = run_ms + settle_ms;
     while trace.now_ms() < settle_end_ms && {
         let entries = trace.entries();
-        oracle::open_queries(&entries) > 0 || crate::memory_oracle::memory_left_behind(&entries)
+        oracle::open_queries(&entries) > 0 || crate::memory_oracle::memory_left_behind(&entries) || awaiting_exit(&entries)
     } {
         madsim::time::sleep(StdDuration::from_millis(SETTLE_CHECK_MS)).await;
     }
@@ -166,5 +181,33 @@ async fn simulate(loaded: LoadedScenario, layout: ClusterLayout, plan: Plan, kee
     let last_fault_end_ms = plan.faults.iter().map(|fault| fault.end_ms(run_ms)).max();
     let report = oracle::check(&entries, &scenario.expect, last_fault_end_ms, trace.now_ms());
     let jsonl = keep_trace.then(|| trace.to_jsonl());
-    Ok((report, trace.digest(), trace.now_ms(), jsonl, message_counts.totals_by_kind()))
+    let mut clients = outcomes.borrow().clone();
+    let answered: u32 = clients.values().sum();
+    if arrivals_total > answered {
+        clients.insert("STILL TRYING".into(), arrivals_total - answered);
+    }
+    Ok((report, trace.digest(), trace.now_ms(), jsonl, message_counts.totals_by_kind(), clients))
+}
+
+/// True while a node that accepted a shutdown has not exited (nor crashed) yet. (A node with
+/// nothing to finish may exit before its acceptance reaches the operator: that one is done.)
+fn awaiting_exit(entries: &[(u64, Entry)]) -> bool {
+    let mut asked = std::collections::BTreeSet::new();
+    let mut draining = std::collections::BTreeSet::new();
+    for (_, entry) in entries {
+        match entry {
+            Entry::Harness(HarnessEvent::ShutdownSent { node }) => {
+                asked.insert(node.as_str());
+            }
+            Entry::Harness(HarnessEvent::ShutdownAccepted { node }) if asked.contains(node.as_str()) => {
+                draining.insert(node.as_str());
+            }
+            Entry::Harness(HarnessEvent::NodeExited { node } | HarnessEvent::NodeCrashed { node }) => {
+                asked.remove(node.as_str());
+                draining.remove(node.as_str());
+            }
+            _ => {}
+        }
+    }
+    !draining.is_empty()
 }

@@ -9,17 +9,25 @@ use std::rc::Rc;
 use std::time::Duration as StdDuration;
 
 use fireball::config::Role;
+use fireball::runtime::http_client::{HttpClient, Request};
 use fireball::runtime::sim_hooks::MessageKind;
 use madsim::net::NetSim;
-use madsim::runtime::Handle;
+use madsim::runtime::{Handle, NodeHandle};
 
 use crate::cluster::SimCluster;
 use crate::faults::{Action, Glob, MessageFaults, Rule};
 use crate::scenario::{Fault, FaultKind};
 use crate::trace::{HarnessEvent, Trace};
 
+/// The operator's `PUT /v1/info/state`: a short timeout, a few retries (an operator retries a
+/// request that got lost; the node treats a repeated request as one).
+const SHUTDOWN_REQUEST_TIMEOUT_MS: u64 = 5_000;
+const SHUTDOWN_REQUEST_RETRIES_MAX: u32 = 3;
+
 pub struct Timeline {
     cluster: Rc<SimCluster>,
+    /// The client host `shutdown` requests come from.
+    operator: NodeHandle,
     messages: MessageFaults,
     trace: Trace,
     faults: Vec<Fault>,
@@ -35,9 +43,10 @@ enum Step {
 }
 
 impl Timeline {
-    pub fn new(cluster: Rc<SimCluster>, messages: MessageFaults, trace: Trace, faults: Vec<Fault>) -> Self {
+    pub fn new(cluster: Rc<SimCluster>, operator: NodeHandle, messages: MessageFaults, trace: Trace, faults: Vec<Fault>) -> Self {
         Timeline {
             cluster,
+            operator,
             messages,
             trace,
             faults,
@@ -106,6 +115,7 @@ impl Timeline {
                 }
             }
             FaultKind::Pause => self.names(&fault.nodes).iter().for_each(|name| handle.pause(self.cluster.node(name).id)),
+            FaultKind::Shutdown => self.names(&fault.nodes).into_iter().for_each(|name| self.request_shutdown(name)),
             FaultKind::Partition | FaultKind::ClogLink => {
                 for (from, to) in self.links(fault) {
                     self.clog_link(&from, &to, true);
@@ -170,7 +180,7 @@ impl Timeline {
                     self.clog_link(&from, &to, false);
                 }
             }
-            FaultKind::HeartbeatLoss | FaultKind::Latency => {}
+            FaultKind::HeartbeatLoss | FaultKind::Latency | FaultKind::Shutdown => {}
             FaultKind::ClockSkew => {
                 for name in self.names(&fault.nodes) {
                     let clock = &self.cluster.node(&name).clock;
@@ -179,6 +189,34 @@ impl Timeline {
                 }
             }
         }
+    }
+
+    /// Sends `PUT /v1/info/state "SHUTTING_DOWN"` to `name` from the operator's host, over the
+    /// simulated network, and records when it was sent and how it was answered. The node's exit
+    /// is recorded by the cluster ([`SimCluster::on_exit`]).
+    fn request_shutdown(&self, name: String) {
+        let url = format!("{}/v1/info/state", self.cluster.node(&name).uri);
+        self.trace.record_harness(HarnessEvent::ShutdownSent { node: name.clone() });
+        let answer = self.operator.spawn(async move {
+            let client = HttpClient::new("operator", SHUTDOWN_REQUEST_TIMEOUT_MS, SHUTDOWN_REQUEST_RETRIES_MAX);
+            let request = Request::new(hyper::Method::PUT, url, MessageKind::Other)
+                .header("content-type", "application/json")
+                .text("\"SHUTTING_DOWN\"");
+            match client.send(request).await {
+                Ok(response) if response.status == 200 => Ok(()),
+                Ok(response) => Err(format!("answered {}: {}", response.status, String::from_utf8_lossy(&response.body))),
+                Err(error) => Err(error.to_string()),
+            }
+        });
+        let trace = self.trace.clone();
+        madsim::task::spawn_local(async move {
+            let event = match answer.await {
+                Ok(Ok(())) => HarnessEvent::ShutdownAccepted { node: name },
+                Ok(Err(reason)) => HarnessEvent::ShutdownFailed { node: name, reason },
+                Err(error) => HarnessEvent::ShutdownFailed { node: name, reason: format!("the request task ended: {error}") },
+            };
+            trace.record_harness(event);
+        });
     }
 
     /// Directed links a partition or link clog cuts.

@@ -73,6 +73,9 @@ pub struct NodeConfig {
     pub task_status_max_wait_ms: u64,
     pub memory_pool_fetch_interval_ms: u64,
     pub task_client_timeout_ms: u64,
+    /// `shutdown.grace-period`: how long a node asked to shut down (signal or
+    /// `PUT /v1/info/state`) may spend finishing its work before it stops anyway.
+    pub shutdown_grace_period_ms: u64,
     pub remote_task_max_error_duration_ms: u64,
     pub required_workers_max_wait_ms: u64,
     pub memory_pool_bytes: u64,
@@ -202,6 +205,7 @@ impl NodeConfig {
             task_status_max_wait_ms: reader.duration("task.status-refresh-max-wait", "1s")?,
             memory_pool_fetch_interval_ms: reader.duration("resource-manager.memory-pool-fetch-interval", "1s")?,
             task_client_timeout_ms: reader.duration("task.client.timeout", "2m")?,
+            shutdown_grace_period_ms: reader.duration("shutdown.grace-period", "2m")?,
             remote_task_max_error_duration_ms: reader.duration("query.remote-task.max-error-duration", "5m")?,
             required_workers_max_wait_ms: reader.duration("query-manager.required-workers-max-wait", "5m")?,
             memory_pool_bytes,
@@ -416,6 +420,8 @@ mod tests {
         assert_eq!(config.max_concurrent_queries, 1000);
         assert_eq!(config.max_queued_queries, 5000);
         assert_eq!(config.node_status_timeout_ms, 30_000);
+        assert_eq!(config.shutdown_grace_period_ms, 120_000, "Presto's shutdown.grace-period default");
+        assert_eq!(self::config(&format!("{BASE}shutdown.grace-period=30s\n")).unwrap().shutdown_grace_period_ms, 30_000);
     }
 
     #[test]

@@ -71,11 +71,16 @@ impl Lifecycle {
         changed
     }
 
-    /// Returns once a shutdown was asked for.
+    /// Returns once a shutdown was asked for. Waits through a hook and a `Notify`, not the state
+    /// `watch`: a watch spreads its waiters over 8 notifiers picked with real tokio's thread RNG
+    /// (not madsim's), so with the announcer also waiting, two runs of one seed would wake them
+    /// in different orders. (Each call adds a hook; `node::run` calls it once.)
     pub async fn shutdown_requested(&self) {
-        let mut state = self.subscribe();
-        // The sender lives in `self`, so `wait_for` cannot fail while we wait.
-        let _ = state.wait_for(|state| *state == NodeState::ShuttingDown).await;
+        let requested = Arc::new(tokio::sync::Notify::new());
+        let hook = requested.clone();
+        // `notify_one` keeps a permit when nobody waits yet, so a hook run at once is not missed.
+        self.on_shutdown(move || hook.notify_one());
+        requested.notified().await;
     }
 }
 

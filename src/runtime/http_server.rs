@@ -10,9 +10,10 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 
 use super::hyper_rt::SeamTimer;
 use super::stream::FlushOnWrite;
@@ -26,8 +27,35 @@ const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
 /// A running server. Dropping it does not stop the server; call [`ServerHandle::shutdown`].
 pub struct ServerHandle {
     local_addr: SocketAddr,
-    shutdown_tx: watch::Sender<bool>,
+    stop: Stop,
     accept_loop: tokio::task::JoinHandle<()>,
+}
+
+/// The server's stop flag, which the accept loop and every connection wait on. Not a tokio
+/// `watch`: a watch spreads its waiters over 8 notifiers picked with real tokio's thread RNG (not
+/// madsim's), so at shutdown two runs of one seed would wake the connections in different orders.
+/// `Notify::notify_waiters` wakes them in the order they began waiting.
+#[derive(Clone, Default)]
+struct Stop(Arc<(AtomicBool, Notify)>);
+
+impl Stop {
+    fn stop(&self) {
+        self.0 .0.store(true, Ordering::SeqCst);
+        self.0 .1.notify_waiters();
+    }
+
+    async fn stopped(&self) {
+        loop {
+            let notified = self.0 .1.notified();
+            tokio::pin!(notified);
+            // Registered before the flag is read, so a stop in between is not missed.
+            notified.as_mut().enable();
+            if self.0 .0.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl ServerHandle {
@@ -37,7 +65,7 @@ impl ServerHandle {
 
     /// Stops accepting, lets in-flight requests finish (bounded), then returns.
     pub async fn shutdown(self) {
-        let _ = self.shutdown_tx.send(true);
+        self.stop.stop();
         let _ = self.accept_loop.await;
     }
 }
@@ -50,12 +78,12 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves `router` on `listener` until [`ServerHandle::shutdown`].
 pub fn serve(listener: TcpListener, router: Router) -> std::io::Result<ServerHandle> {
     let local_addr = listener.local_addr()?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let accept_loop = tokio::spawn(accept_loop(listener, router, shutdown_rx));
-    Ok(ServerHandle { local_addr, shutdown_tx, accept_loop })
+    let stop = Stop::default();
+    let accept_loop = tokio::spawn(accept_loop(listener, router, stop.clone()));
+    Ok(ServerHandle { local_addr, stop, accept_loop })
 }
 
-async fn accept_loop(listener: TcpListener, router: Router, mut shutdown_rx: watch::Receiver<bool>) {
+async fn accept_loop(listener: TcpListener, router: Router, stop: Stop) {
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let mut backoff_ms = 1;
     loop {
@@ -63,7 +91,7 @@ async fn accept_loop(listener: TcpListener, router: Router, mut shutdown_rx: wat
         // real tokio's thread RNG, which madsim does not seed, and would break determinism.
         let permit = tokio::select! {
             biased;
-            _ = shutdown_rx.changed() => break,
+            _ = stop.stopped() => break,
             permit = permits.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break, // the semaphore is never closed; treat it as shutdown
@@ -71,7 +99,7 @@ async fn accept_loop(listener: TcpListener, router: Router, mut shutdown_rx: wat
         };
         let accepted = tokio::select! {
             biased;
-            _ = shutdown_rx.changed() => break,
+            _ = stop.stopped() => break,
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
@@ -89,7 +117,7 @@ async fn accept_loop(listener: TcpListener, router: Router, mut shutdown_rx: wat
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let mut conn_shutdown = shutdown_rx.clone();
+        let conn_stop = stop.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let mut builder = http1::Builder::new();
@@ -102,7 +130,7 @@ async fn accept_loop(listener: TcpListener, router: Router, mut shutdown_rx: wat
             let result = tokio::select! {
                 biased;
                 result = conn.as_mut() => result,
-                _ = conn_shutdown.changed() => {
+                _ = conn_stop.stopped() => {
                     conn.as_mut().graceful_shutdown();
                     conn.await
                 }

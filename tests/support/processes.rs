@@ -94,6 +94,13 @@ impl Cluster {
         child.wait().expect("reap");
     }
 
+    /// Sends the node's process SIGTERM (what an operator's `kill` or a service manager sends).
+    pub fn signal(&self, name: &str) {
+        let pid = self.children.get(name).expect("known node").id();
+        let sent = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed: {sent}");
+    }
+
     /// Waits (bounded) for a node's process to exit by itself.
     pub async fn exit_status(&mut self, name: &str, within: Duration) -> ExitStatus {
         let deadline = wall_now() + within;

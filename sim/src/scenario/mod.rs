@@ -197,6 +197,9 @@ pub enum FaultKind {
     HeartbeatLoss,
     Latency,
     ClockSkew,
+    /// `PUT /v1/info/state "SHUTTING_DOWN"` to each of `nodes`, from a client host, as an
+    /// operator does: the node drains and exits (the oracle judges how).
+    Shutdown,
 }
 
 /// Swarm mode: per fault kind, how often a random instance starts (`"1/10m"`), and how long
@@ -267,6 +270,10 @@ pub struct Expect {
     /// Reservations still held at the end by queries that had ended (default 0, always checked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leaked_reservations: Option<u32>,
+    /// A node asked to shut down (`shutdown` fault) exits within this of the request. Whether
+    /// its queries and tasks were finished, and new ones refused, is always checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_exit_within: Option<Duration>,
 }
 
 impl Expect {
@@ -285,6 +292,7 @@ impl Expect {
             overlapping_kills: other.overlapping_kills.or(self.overlapping_kills),
             min_oom_episodes: other.min_oom_episodes.or(self.min_oom_episodes),
             leaked_reservations: other.leaked_reservations.or(self.leaked_reservations),
+            shutdown_exit_within: other.shutdown_exit_within.or(self.shutdown_exit_within),
         }
     }
 }
@@ -429,7 +437,7 @@ impl Fault {
         let end = match (self.kind, &self.duration, &self.restart_after) {
             (FaultKind::Crash, _, Some(restart)) => self.at.0 + restart.0,
             (FaultKind::Crash, _, None) => run_ms,
-            (FaultKind::ClockSkew, None, _) => self.at.0,
+            (FaultKind::ClockSkew, None, _) | (FaultKind::Shutdown, _, _) => self.at.0,
             (_, Some(duration), _) => self.at.0 + duration.0,
             (_, None, _) => run_ms,
         };
@@ -441,6 +449,12 @@ impl Fault {
         match self.kind {
             FaultKind::RmOutage | FaultKind::Pause => require(self.duration.is_some(), "`for`")?,
             FaultKind::Crash => require(!self.nodes.is_empty(), "nodes")?,
+            FaultKind::Shutdown => {
+                require(!self.nodes.is_empty(), "nodes")?;
+                if self.duration.is_some() || self.restart_after.is_some() {
+                    return Err("a shutdown is an instant: it takes no `for` or restart_after".into());
+                }
+            }
             FaultKind::Partition => {
                 require(self.groups.len() >= 2, "groups (at least two)")?;
                 require(self.duration.is_some(), "`for`")?;
@@ -513,5 +527,20 @@ mod tests {
         let text = "name = \"x\"\nduration = \"1m\"\n[cluster]\nresource_managers = 1\ncoordinators = 1\nworkers = 1\n[[fault]]\nat = \"1s\"\nkind = \"heartbeat_loss\"\nfrom = \"a\"\nto = \"b\"\n";
         let error = LoadedScenario::parse(text, Path::new("s.toml")).unwrap_err();
         assert!(error.contains("fault[0]") && error.contains("probability"), "{error}");
+    }
+
+    #[test]
+    fn a_shutdown_names_its_nodes_and_is_an_instant() {
+        let base = "name = \"x\"\nduration = \"1m\"\n[cluster]\nresource_managers = 1\ncoordinators = 1\nworkers = 1\n[[fault]]\nat = \"10s\"\nkind = \"shutdown\"\n";
+        let loaded = LoadedScenario::parse(&format!("{base}nodes = [\"worker-1\"]\n[expect]\nshutdown_exit_within = \"30s\"\n"), Path::new("s.toml")).unwrap();
+        let fault = &loaded.scenario.faults[0];
+        assert_eq!((fault.kind, fault.end_ms(60_000)), (FaultKind::Shutdown, 10_000), "it ends where it starts");
+        assert_eq!(loaded.scenario.expect.shutdown_exit_within, Some(Duration(30_000)));
+        let error = LoadedScenario::parse(base, Path::new("s.toml")).unwrap_err();
+        assert!(error.contains("fault[0] (Shutdown): needs nodes"), "{error}");
+        let error = LoadedScenario::parse(&format!("{base}nodes = [\"worker-1\"]\nfor = \"5s\"\n"), Path::new("s.toml")).unwrap_err();
+        assert!(error.contains("takes no `for`"), "{error}");
+        let error = LoadedScenario::parse(&format!("{base}nodes = [\"worker-1\"]\n[expect]\nshutdown_exit_witin = \"1s\"\n"), Path::new("s.toml")).unwrap_err();
+        assert!(error.starts_with("s.toml:12:") && error.contains("shutdown_exit_witin"), "{error}");
     }
 }

@@ -1,6 +1,7 @@
 //! What every role of a node is built from: its configuration and its handles on the runtime
-//! seam. One value, built once in [`crate::node::start`], instead of each role taking the same
-//! five arguments (and each test building them again).
+//! seam. One value, built once per node by whoever starts it (`fireball server`, `fireball
+//! local`, the simulator) and handed to `node::run`, instead of each role taking the same five
+//! arguments (and each test building them again).
 
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::config::properties::Properties;
 use crate::protocol::session::HeaderDialect;
+use crate::protocol::SessionContext;
 use crate::wire::{ClusterMemory, MemoryInfo};
 
 const SYNTHETIC: &str = "SELECT * FROM synthetic(run_time => '1s', memory => '100MB', tasks => 2, rows => 4)";

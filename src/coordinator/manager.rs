@@ -199,7 +199,17 @@ impl QueryManager {
             client_tags: session.client_tags.clone(),
             query_type,
         };
-        let priority = session.properties.get("query_priority").and_then(|value| value.parse::<i32>().ok()).unwrap_or(1);
+        // Presto's default priority is 1; a value that is not an integer fails the query rather
+        // than silently running it at the default.
+        let priority = match session.properties.get("query_priority") {
+            None => Ok(1),
+            Some(value) => value.trim().parse::<i32>().map_err(|_| {
+                QueryFailure::new(
+                    errors::INVALID_SESSION_PROPERTY,
+                    format!("Invalid value for session property query_priority: {value:?} is not an integer"),
+                )
+            }),
+        };
         let selected = self.admission.select(&selection);
         let mut query = Query::new(NewQuery {
             id: query_id.clone(),
@@ -214,6 +224,8 @@ impl QueryManager {
         });
         let refusal = if let Some(failure) = parse_failure {
             Some(failure)
+        } else if let Err(failure) = &priority {
+            Some(failure.clone())
         } else if self.shutting_down {
             Some(QueryFailure::new(errors::SERVER_SHUTTING_DOWN, "Server is shutting down"))
         } else if self.queries.len() >= QUERIES_HELD_MAX {
@@ -223,7 +235,7 @@ impl QueryManager {
         } else if let Some(failure) = exceeds_group_memory_limit(&self.admission, &query) {
             Some(failure)
         } else {
-            match self.admission.submit(&query_id, &query.group, priority, now_ms) {
+            match self.admission.submit(&query_id, &query.group, priority.unwrap_or(1), now_ms) {
                 SubmitOutcome::Started => {
                     self.record_created(&query, true);
                     self.start(now_ms, &mut query, effects);

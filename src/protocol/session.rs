@@ -81,7 +81,9 @@ impl SessionContext {
                 if properties.len() >= SESSION_PROPERTIES_MAX {
                     return Err(format!("Too many session properties (at most {SESSION_PROPERTIES_MAX})"));
                 }
-                properties.insert(name.to_string(), percent_decode(value.trim()));
+                let value = percent_decode(value.trim())
+                    .map_err(|reason| format!("Invalid {session_header} header: property {name}: {reason}"))?;
+                properties.insert(name.to_string(), value);
             }
         }
         Ok(SessionContext { dialect, user, source: get("source")?, catalog, schema, client_tags, properties })
@@ -89,16 +91,25 @@ impl SessionContext {
 }
 
 /// Clients URL-encode session property values (prestodb and trino both do), form-style: `%XX`
-/// escapes and `+` for a space. `form_urlencoded` decodes whole `a=b&c=d` strings, so each
-/// `&`-separated piece is decoded as the value of one pair (`=` inside a value stays) and a raw
-/// `&`, which a client would have sent as `%26`, is kept as it came. Malformed escapes stay as
-/// written and bytes that are not UTF-8 become U+FFFD: a value never makes the header fail.
-fn percent_decode(text: &str) -> String {
-    let decode_piece = |piece: &str| -> String {
-        let pair = format!("={piece}");
-        form_urlencoded::parse(pair.as_bytes()).next().map(|(_, value)| value.into_owned()).unwrap_or_default()
-    };
-    text.split('&').map(decode_piece).collect::<Vec<_>>().join("&")
+/// escapes and `+` for a space. A raw `&` or `=` inside a value is kept as it came.
+///
+/// A `%` not followed by two hex digits, or bytes that are not UTF-8 once decoded, cannot come
+/// from a client that encoded its value: refused (the error says why) rather than guessed at — a
+/// value silently changed on the way in is worse than a clear 400.
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    for (index, _) in text.match_indices('%') {
+        if !bytes.get(index + 1..index + 3).is_some_and(|pair| pair.iter().all(u8::is_ascii_hexdigit)) {
+            let shown: String = text[index..].chars().take(3).collect();
+            return Err(format!("{shown:?} is not a valid percent-escape (send a literal % as %25)"));
+        }
+    }
+    // `+` is a space only where the client wrote it; an encoded plus (`%2B`) decodes after this.
+    let spaced = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| "the value is not UTF-8 once decoded".to_string())
 }
 
 #[cfg(test)]
@@ -141,15 +152,25 @@ mod tests {
             ("x=y", "x=y"),
             ("a&b=c&&", "a&b=c&&"),
             ("%E2%82%AC", "\u{20ac}"),
-            ("100%", "100%"),
-            ("%zz%2", "%zz%2"),
-            ("%FF", "\u{fffd}"),
+            ("100%25", "100%"),
+            ("%EF%BF%BD", "\u{fffd}"),
             ("", ""),
         ] {
-            assert_eq!(percent_decode(encoded), decoded, "{encoded:?}");
+            assert_eq!(percent_decode(encoded).as_deref(), Ok(decoded), "{encoded:?}");
+        }
+        for malformed in ["100%", "%zz", "a%2", "%FF", "ok%C3"] {
+            assert!(percent_decode(malformed).is_err(), "{malformed:?} was accepted");
         }
         let session = SessionContext::from_headers(&headers(&[("x-presto-user", "a"), ("x-presto-session", "p=x%3Dy+z")])).unwrap();
         assert_eq!(session.properties.get("p").map(String::as_str), Some("x=y z"));
+    }
+
+    #[test]
+    fn a_malformed_property_value_refuses_the_header_naming_the_property() {
+        for (value, reason) in [("p=%zz", "\"%zz\" is not a valid percent-escape"), ("p=%FF", "not UTF-8")] {
+            let error = SessionContext::from_headers(&headers(&[("x-presto-user", "a"), ("x-presto-session", value)])).unwrap_err();
+            assert!(error.starts_with("Invalid x-presto-session header: property p: ") && error.contains(reason), "{error}");
+        }
     }
 
     #[test]

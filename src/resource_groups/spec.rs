@@ -184,7 +184,7 @@ const SELECTOR_HINTS: &[&str] = &["selectorResourceEstimate", "clientInfo", "pri
 
 /// Parses and validates a `resource-groups.json`. `origin` (a file name) prefixes every error.
 pub fn parse_resource_groups(text: &str, origin: &str) -> Result<ManagerSpec, String> {
-    let value: Value = serde_json::from_str(text).map_err(|error| format!("{origin}: invalid JSON: {error}"))?;
+    let value: Value = super::json::parse_strict(text).map_err(|error| format!("{origin}: invalid JSON: {error}"))?;
     parse_manager(&value).map_err(|error| format!("{origin}: {error}"))
 }
 

@@ -122,6 +122,28 @@ fn under_the_presto_gate_a_fresh_view_starts_what_waits() {
 }
 
 #[test]
+fn a_query_priority_that_is_not_an_integer_fails_the_query_and_holds_no_slot() {
+    let mut manager = manager("");
+    for (value, expected) in [("abc", Some(Some("INVALID_SESSION_PROPERTY"))), ("", Some(Some("INVALID_SESSION_PROPERTY"))), ("7", None)] {
+        let mut session = session("alice");
+        session.properties.insert("query_priority".into(), value.into());
+        let input = Input::Submit(Submission { session, sql: SYNTHETIC.into(), parsed: crate::sql::parse(SYNTHETIC), slug: "slug".into(), wall_ms: 0 });
+        let effects = manager.handle(0, input);
+        let id = effects.iter().find_map(|effect| match effect {
+            Effect::Accepted { query_id } => Some(query_id.clone()),
+            _ => None,
+        });
+        let id = id.expect("an id either way");
+        assert_eq!(ended_with(&effects, &id), expected, "query_priority={value:?}");
+        if expected.is_some() {
+            assert!(failure_of(&manager, &id).1.contains("query_priority"), "the message names the property");
+        } else {
+            assert!(executes(&effects, &id), "an integer priority runs");
+        }
+    }
+}
+
+#[test]
 fn a_parse_error_is_refused_with_an_id_and_holds_no_slot() {
     let mut manager = manager("");
     let (id, effects) = submit(&mut manager, 0, "SELEC 1");

@@ -246,3 +246,18 @@ fn json_syntax_errors_give_line_and_column() {
     assert!(error.starts_with("rg.json: invalid JSON: "), "{error}");
     assert!(error.contains("line 3 column"), "{error}");
 }
+
+#[test]
+fn a_key_given_twice_is_refused_with_its_line() {
+    let file = |limits: &str| {
+        format!(
+            "{{\n  \"rootGroups\": [\n    {{\"name\": \"global\", \"softMemoryLimit\": \"100%\", \"maxQueued\": 10,\n     {limits}}}\n  ],\n  \"selectors\": [{{\"group\": \"global\"}}]\n}}"
+        )
+    };
+    // serde_json alone would keep the 100 and run on it.
+    let error = error_of(&file("\"hardConcurrencyLimit\": 10, \"hardConcurrencyLimit\": 100"));
+    assert!(error.starts_with("rg.json: invalid JSON: duplicate key \"hardConcurrencyLimit\""), "{error}");
+    assert!(error.contains("line 4 column"), "{error}");
+    // The same file without the duplicate is accepted, so the refusal is the duplicate's.
+    parse_resource_groups(&file("\"hardConcurrencyLimit\": 10"), "rg.json").expect("the file is otherwise valid");
+}

@@ -94,7 +94,7 @@ impl QueryManager {
         Ok(QueryManager::with_admission(ManagerConfig::from_node(node), admission, LowMemoryKiller::new(node.low_memory_killer, now_ms)))
     }
 
-    pub fn with_admission(config: ManagerConfig, admission: ResourceGroupManager, killer: LowMemoryKiller) -> QueryManager {
+    fn with_admission(config: ManagerConfig, admission: ResourceGroupManager, killer: LowMemoryKiller) -> QueryManager {
         QueryManager {
             id_suffix: CoordinatorSuffix::of_node(&config.node_id),
             config,

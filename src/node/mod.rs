@@ -398,7 +398,7 @@ mod tests {
         let (uri, running) = spawn_run(worker("30s"), std::future::pending()).await;
         let http = HttpClient::new("test", 5_000, 0);
         assert_eq!(create_task(&http, &uri, "q1.0", 800).await, 200);
-        let asked = Instant::now();
+        let asked = Instant::now(); // determinism: ok (tokio::time::Instant, the runtime's own clock)
         assert_eq!(put_state(&http, &uri).await, 200);
         assert_eq!(create_task(&http, &uri, "q1.1", 10).await, 503, "a draining worker takes no new task");
         // Play the coordinator: wait for the task to finish, then let the worker forget it.
@@ -427,7 +427,7 @@ mod tests {
         let (uri, running) = spawn_run(worker("1s"), std::future::pending()).await;
         let http = HttpClient::new("test", 5_000, 0);
         assert_eq!(create_task(&http, &uri, "q1.0", 600_000).await, 200);
-        let asked = Instant::now();
+        let asked = Instant::now(); // determinism: ok (tokio::time::Instant, the runtime's own clock)
         assert_eq!(put_state(&http, &uri).await, 200);
         let stopped = tokio::time::timeout(Duration::from_secs(15), running).await.expect("run returns within the grace period");
         assert_eq!(stopped.expect("run's task"), Ok(()));

@@ -36,7 +36,7 @@ const SHAPES: [(&str, &str, &str, usize); 10] = [
 
 #[allow(clippy::disallowed_methods)] // a test harness outside any simulation: it times real work
 fn timed_parse(sql: &str) -> (Result<crate::sql::ParsedStatement, QueryFailure>, Duration) {
-    let started = Instant::now();
+    let started = Instant::now(); // determinism: ok (a test timing real parsing, outside any simulation)
     let result = parse(sql);
     (result, started.elapsed())
 }

@@ -60,7 +60,7 @@ pub fn run(loaded: &LoadedScenario, seed: u64, faults: Option<Vec<Fault>>, keep_
     let thread = std::thread::Builder::new() // determinism: ok (one fresh thread per simulation)
         .name(format!("sim-{}-{seed}", loaded.scenario.name))
         .spawn(move || {
-            let wall = std::time::Instant::now();
+            let wall = std::time::Instant::now(); // determinism: ok (outside the simulation: measures it)
             let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
             let outcome = runtime.block_on(simulate(loaded.clone(), layout, plan.clone(), keep_trace));
             fireball::runtime::sim_hooks::clear();

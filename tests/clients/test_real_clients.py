@@ -6,17 +6,12 @@ details (nulls vs. omitted fields, type signatures, header dialects, error shape
 get subtly wrong. Run through `ci/clients`, which pins the client versions and sets FIREBALL_BIN.
 """
 
-import json
 import os
 import pathlib
-import random
 import re
-import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import prestodb
 import pytest
@@ -24,14 +19,13 @@ import trino
 
 # tests/support (shared with the other client tests) is not on pytest's default sys.path.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "support"))
-from harness import stop as _stop, time_limit  # noqa: E402
+from harness import HOST, ClusterStartError, start_local_cluster, time_limit  # noqa: E402
+from harness import http_json as _http_json  # noqa: E402
+from harness import stop as _stop  # noqa: E402
 
-HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 60
 # A hung query or a client that keeps following nextUri must fail the test, not hang CI.
 TEST_TIMEOUT_S = 90
-# Offsets of the nodes of a 2-RM, 2-coordinator, 2-worker `fireball local` from its base port.
-NODE_PORT_OFFSETS = (0, 1, 100, 101, 200, 201)
 WORKER_ID = re.compile(r"^worker-\d+$")
 
 SYNTHETIC_ARGS = "run_time => '500ms', memory => '10MB', tasks => 3, rows => 10"
@@ -42,146 +36,15 @@ SYNTHETIC_ARGS = "run_time => '500ms', memory => '10MB', tasks => 3, rows => 10"
 # ---------------------------------------------------------------------------------------------
 
 
-class Cluster:
-    def __init__(self, process, base_port, stdout_path, stderr_path):
-        self.process = process
-        self.base_port = base_port
-        self.stdout_path = stdout_path
-        self.stderr_path = stderr_path
-
-    @property
-    def coordinator_ports(self):
-        return (self.base_port, self.base_port + 1)
-
-    def log_sizes(self):
-        return tuple(os.path.getsize(path) for path in (self.stdout_path, self.stderr_path))
-
-    def logs(self, since=(0, 0)):
-        parts = []
-        for name, path, offset in (
-            ("stdout", self.stdout_path, since[0]),
-            ("stderr", self.stderr_path, since[1]),
-        ):
-            with open(path, "rb") as file:
-                file.seek(offset)
-                text = file.read().decode("utf-8", "replace")
-            parts.append(f"----- fireball {name} ({path}) -----\n{text}")
-        return "\n".join(parts)
-
-
-def _ports_free(base_port):
-    """Binds each port the cluster needs; a port someone else holds makes `fireball local` exit."""
-    sockets = []
-    try:
-        for offset in NODE_PORT_OFFSETS:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.bind((HOST, base_port + offset))
-        return True
-    except OSError:
-        return False
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _pick_base_port():
-    # Random rather than fixed so that parallel CI jobs and developers' own clusters on the
-    # usual 8080 rarely collide; the bind check catches the rest (bar a race, see the retry).
-    for _ in range(200):
-        base_port = random.randint(20000, 40000)
-        if _ports_free(base_port):
-            return base_port
-    pytest.fail("no free port range for fireball local found in 20000-40300")
-
-
-def _http_json(method, url, body=None, headers=None, timeout_s=5.0):
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        return response.status, json.loads(response.read() or b"null")
-
-
-def _run_raw_query(port, sql, deadline):
-    """Runs a statement with the bare protocol (no client library), following nextUri.
-
-    Kept independent of the clients under test so that readiness does not depend on them.
-    Returns the last page.
-    """
-    _, page = _http_json(
-        "POST",
-        f"http://{HOST}:{port}/v1/statement",
-        body=sql.encode(),
-        headers={"X-Presto-User": "fireball-ci-readiness"},
-    )
-    while "nextUri" in page:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"query still {page['stats']['state']} at the deadline")
-        _, page = _http_json("GET", page["nextUri"])
-    return page
-
-
-def _wait_until_ready(cluster, deadline):
-    """Both coordinators answer /v1/info and can run a query on a worker.
-
-    Workers become known to coordinators only after heartbeats reach the RMs; a query submitted
-    earlier would wait rather than fail, but tests should time their own queries, not startup.
-    """
-    last_problem = "not polled yet"
-    for port in cluster.coordinator_ports:
-        while True:
-            if cluster.process.poll() is not None:
-                raise RuntimeError(f"fireball exited with {cluster.process.returncode} during startup")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"coordinator on port {port} not ready: {last_problem}")
-            try:
-                status, _ = _http_json("GET", f"http://{HOST}:{port}/v1/info", timeout_s=2)
-                if status != 200:
-                    last_problem = f"/v1/info answered {status}"
-                    time.sleep(0.1)
-                    continue
-                page = _run_raw_query(port, "SELECT * FROM synthetic(tasks => 2, rows => 2)", deadline)
-                if page["stats"]["state"] == "FINISHED" and "error" not in page:
-                    break
-                last_problem = f"readiness query ended with {page.get('error') or page['stats']}"
-            except (OSError, ValueError, KeyError, TimeoutError) as error:
-                last_problem = repr(error)
-            time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     binary = os.environ.get("FIREBALL_BIN")
     if not binary or not os.access(binary, os.X_OK):
         pytest.fail(f"FIREBALL_BIN must name the fireball binary (got {binary!r}); run ci/clients")
-    log_dir = tmp_path_factory.mktemp("fireball-local")
-    # Another process may grab a port between our bind check and fireball's bind, so a cluster
-    # that dies during startup gets a fresh port range, a few times.
-    failures = []
-    ready = None
-    for attempt in range(1, 4):
-        base_port = _pick_base_port()
-        stdout_path = log_dir / f"attempt{attempt}.stdout"
-        stderr_path = log_dir / f"attempt{attempt}.stderr"
-        with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
-            process = subprocess.Popen(
-                [binary, "local", "--base-port", str(base_port)],
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-            )
-        candidate = Cluster(process, base_port, stdout_path, stderr_path)
-        try:
-            _wait_until_ready(candidate, time.monotonic() + STARTUP_TIMEOUT_S)
-            ready = candidate
-            break
-        except Exception as error:  # noqa: BLE001 - every startup failure is reported with logs
-            exited_early = process.poll() is not None
-            _stop(process)
-            failures.append(f"attempt {attempt} (base port {base_port}): {error!r}\n{candidate.logs()}")
-            if not exited_early:
-                break  # alive but never ready: another attempt would only double the wait
-    if ready is None:
-        pytest.fail("fireball local did not become ready:\n" + "\n\n".join(failures), pytrace=False)
+    try:
+        ready = start_local_cluster(binary, tmp_path_factory.mktemp("fireball-local"), STARTUP_TIMEOUT_S)
+    except ClusterStartError as error:
+        pytest.fail(str(error), pytrace=False)
     try:
         yield ready
     finally:

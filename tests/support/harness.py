@@ -1,14 +1,24 @@
-"""Helpers shared by the Python client tests (tests/clients, tests/lb): stopping the processes
-they start and bounding each test's run time. Standard library only; each test puts this
-directory on sys.path before importing it (pytest's default import mode only adds the test's
-own directory).
+"""Helpers shared by the Python client tests (tests/clients, tests/lb, tests/tpch): stopping the
+processes they start, bounding each test's run time, and starting a `fireball local` cluster.
+Standard library only; each test puts this directory on sys.path before importing it (pytest's
+default import mode only adds the test's own directory).
 """
 
 import contextlib
+import json
+import os
+import random
 import signal
+import socket
 import subprocess
+import time
+import urllib.request
 
 STOP_TIMEOUT_S = 10
+
+HOST = "127.0.0.1"
+# Offsets of the nodes of a 2-RM, 2-coordinator, 2-worker `fireball local` from its base port.
+NODE_PORT_OFFSETS = (0, 1, 100, 101, 200, 201)
 
 
 def stop(process):
@@ -41,3 +51,150 @@ def time_limit(seconds):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous_handler)
+
+
+# ---------------------------------------------------------------------------------------------
+# `fireball local`
+# ---------------------------------------------------------------------------------------------
+
+
+class ClusterStartError(RuntimeError):
+    """`fireball local` did not become ready; the message carries each attempt's logs."""
+
+
+class Cluster:
+    def __init__(self, process, base_port, stdout_path, stderr_path):
+        self.process = process
+        self.base_port = base_port
+        self.stdout_path = stdout_path
+        self.stderr_path = stderr_path
+
+    @property
+    def coordinator_ports(self):
+        return (self.base_port, self.base_port + 1)
+
+    def log_sizes(self):
+        return tuple(os.path.getsize(path) for path in (self.stdout_path, self.stderr_path))
+
+    def logs(self, since=(0, 0)):
+        parts = []
+        for name, path, offset in (
+            ("stdout", self.stdout_path, since[0]),
+            ("stderr", self.stderr_path, since[1]),
+        ):
+            with open(path, "rb") as file:
+                file.seek(offset)
+                text = file.read().decode("utf-8", "replace")
+            parts.append(f"----- fireball {name} ({path}) -----\n{text}")
+        return "\n".join(parts)
+
+
+def _ports_free(base_port):
+    """Binds each port the cluster needs; a port someone else holds makes `fireball local` exit."""
+    sockets = []
+    try:
+        for offset in NODE_PORT_OFFSETS:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind((HOST, base_port + offset))
+        return True
+    except OSError:
+        return False
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _pick_base_port():
+    # Random rather than fixed so that parallel CI jobs and developers' own clusters on the
+    # usual 8080 rarely collide; the bind check catches the rest (bar a race, see the retry).
+    for _ in range(200):
+        base_port = random.randint(20000, 40000)
+        if _ports_free(base_port):
+            return base_port
+    raise ClusterStartError("no free port range for fireball local found in 20000-40300")
+
+
+def http_json(method, url, body=None, headers=None, timeout_s=5.0):
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        return response.status, json.loads(response.read() or b"null")
+
+
+def _run_raw_query(port, sql, deadline):
+    """Runs a statement with the bare protocol (no client library), following nextUri.
+
+    Kept independent of the clients under test so that readiness does not depend on them.
+    Returns the last page.
+    """
+    _, page = http_json(
+        "POST",
+        f"http://{HOST}:{port}/v1/statement",
+        body=sql.encode(),
+        headers={"X-Presto-User": "fireball-ci-readiness"},
+    )
+    while "nextUri" in page:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"query still {page['stats']['state']} at the deadline")
+        _, page = http_json("GET", page["nextUri"])
+    return page
+
+
+def _wait_until_ready(cluster, deadline):
+    """Both coordinators answer /v1/info and can run a query on a worker.
+
+    Workers become known to coordinators only after heartbeats reach the RMs; a query submitted
+    earlier would wait rather than fail, but tests should time their own queries, not startup.
+    """
+    last_problem = "not polled yet"
+    for port in cluster.coordinator_ports:
+        while True:
+            if cluster.process.poll() is not None:
+                raise RuntimeError(f"fireball exited with {cluster.process.returncode} during startup")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"coordinator on port {port} not ready: {last_problem}")
+            try:
+                status, _ = http_json("GET", f"http://{HOST}:{port}/v1/info", timeout_s=2)
+                if status != 200:
+                    last_problem = f"/v1/info answered {status}"
+                    time.sleep(0.1)
+                    continue
+                page = _run_raw_query(port, "SELECT * FROM synthetic(tasks => 2, rows => 2)", deadline)
+                if page["stats"]["state"] == "FINISHED" and "error" not in page:
+                    break
+                last_problem = f"readiness query ended with {page.get('error') or page['stats']}"
+            except (OSError, ValueError, KeyError, TimeoutError) as error:
+                last_problem = repr(error)
+            time.sleep(0.2)
+
+
+def start_local_cluster(binary, log_dir, startup_timeout_s):
+    """Starts `BINARY local` on a free port range and waits until it can run queries.
+
+    Returns a Cluster (stop it with stop(cluster.process)); raises ClusterStartError. Another
+    process may grab a port between our bind check and fireball's bind, so a cluster that dies
+    during startup gets a fresh port range, a few times.
+    """
+    failures = []
+    for attempt in range(1, 4):
+        base_port = _pick_base_port()
+        stdout_path = log_dir / f"attempt{attempt}.stdout"
+        stderr_path = log_dir / f"attempt{attempt}.stderr"
+        with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
+            process = subprocess.Popen(
+                [binary, "local", "--base-port", str(base_port)],
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+            )
+        candidate = Cluster(process, base_port, stdout_path, stderr_path)
+        try:
+            _wait_until_ready(candidate, time.monotonic() + startup_timeout_s)
+            return candidate
+        except Exception as error:  # noqa: BLE001 - every startup failure is reported with logs
+            exited_early = process.poll() is not None
+            stop(process)
+            failures.append(f"attempt {attempt} (base port {base_port}): {error!r}\n{candidate.logs()}")
+            if not exited_early:
+                break  # alive but never ready: another attempt would only double the wait
+    raise ClusterStartError("fireball local did not become ready:\n" + "\n\n".join(failures))

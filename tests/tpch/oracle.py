@@ -25,7 +25,6 @@ import argparse
 import datetime
 import decimal
 import json
-import os
 import pathlib
 import shutil
 import subprocess

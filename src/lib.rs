@@ -46,6 +46,8 @@ pub mod console;
 pub mod context;
 pub mod coordinator;
 pub mod discovery;
+#[cfg(not(madsim))]
+pub mod engine;
 pub mod memory;
 pub mod local;
 pub mod metrics;

@@ -45,6 +45,15 @@ pub async fn execute(coordinator: Coordinator, query_id: String) {
                 _ = cancel.notified() => Ok(()), // the query already ended; tasks are cancelled below
             }
         }
+        Plan::Sql(sql) => {
+            tokio::select! {
+                biased;
+                result = super::sql_execution::run(&coordinator, &query_id, &sql) => result,
+                // The query already ended: dropping the plan drops its leaf drivers, which cancel
+                // their tasks on the workers.
+                _ = cancel.notified() => Ok(()),
+            }
+        }
     };
     coordinator.apply(Input::ExecutionEnded { query_id, outcome: result });
 }
@@ -67,6 +76,7 @@ async fn run_synthetic(coordinator: &Coordinator, query_id: &str, spec: &Synthet
             peak_memory_bytes: spec.task_peak_memory_bytes,
             first_row,
             row_count,
+            fragment: None,
         };
         let task_id = format!("{query_id}.0.{task_index}");
         task_handles.created.push((task_id.clone(), candidates.clone()));
@@ -135,7 +145,7 @@ impl Drop for TaskCleanup {
 }
 
 /// Waits (bounded by `query-manager.required-workers-max-wait`) until the RM view lists a worker.
-async fn wait_for_workers(coordinator: &Coordinator) -> Result<Vec<WorkerView>, QueryFailure> {
+pub(super) async fn wait_for_workers(coordinator: &Coordinator) -> Result<Vec<WorkerView>, QueryFailure> {
     let deadline_ms = coordinator.now_ms() + coordinator.config().required_workers_max_wait_ms;
     loop {
         let workers = coordinator.with_manager(|manager| manager.workers());
@@ -149,15 +159,21 @@ async fn wait_for_workers(coordinator: &Coordinator) -> Result<Vec<WorkerView>, 
     }
 }
 
-struct TaskDriver {
-    coordinator: Coordinator,
-    task_id: String,
-    request: TaskRequest,
-    candidates: Vec<WorkerView>,
+pub(super) struct TaskDriver {
+    pub coordinator: Coordinator,
+    pub task_id: String,
+    pub request: TaskRequest,
+    pub candidates: Vec<WorkerView>,
 }
 
 impl TaskDriver {
     async fn run(self) -> Result<Vec<Vec<serde_json::Value>>, QueryFailure> {
+        let base = self.run_to_finish().await?;
+        self.fetch_results(&base).await
+    }
+
+    /// Creates the task, then follows its status until it finished: the task's URL then.
+    pub async fn run_to_finish(&self) -> Result<String, QueryFailure> {
         let worker = self.create().await?;
         let base = format!("{}{}/{}", worker.uri, paths::TASK, self.task_id);
         let config = self.coordinator.config();
@@ -189,7 +205,7 @@ impl TaskDriver {
                         self.report_memory(status.memory_bytes)?;
                     }
                     match status.state {
-                        TaskState::Finished => return self.fetch_results(&base).await,
+                        TaskState::Finished => return Ok(base),
                         TaskState::Failed => {
                             let error = status.error.unwrap_or_else(|| crate::wire::TaskRejection {
                                 error_name: REMOTE_TASK_ERROR.name.to_string(),

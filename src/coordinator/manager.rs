@@ -128,6 +128,12 @@ impl QueryManager {
                 }
                 false
             }
+            Input::Columns { query_id, columns } => {
+                if let Some(query) = self.queries.get_mut(&query_id).filter(|query| !query.is_done()) {
+                    query.set_columns(columns);
+                }
+                false
+            }
             Input::TaskMemory { query_id, task_index, bytes } => {
                 self.task_memory(now_ms, &query_id, task_index, bytes, &mut effects);
                 false

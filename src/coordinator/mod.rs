@@ -20,6 +20,7 @@ pub mod manager;
 pub mod query;
 mod query_api;
 mod rm_sync;
+mod sql_execution;
 pub mod scheduler;
 mod statement_api;
 

@@ -82,9 +82,11 @@ impl Query {
         let columns = match &new.plan {
             Plan::Constant { columns, .. } => columns.clone(),
             Plan::Synthetic(spec) => spec.columns.iter().map(|column| column.column()).collect(),
+            // Known once the engine planned the statement (`set_columns`).
+            Plan::Sql(_) => Vec::new(),
         };
         let (tasks_total, memory_bytes) = match &new.plan {
-            Plan::Constant { .. } => (0, 0),
+            Plan::Constant { .. } | Plan::Sql(_) => (0, 0),
             Plan::Synthetic(spec) => (spec.tasks, spec.task_peak_memory_bytes.saturating_mul(u64::from(spec.tasks))),
         };
         Query {
@@ -150,6 +152,17 @@ impl Query {
         self.rows_produced += rows.len() as u64;
         self.buffered.extend(rows);
         self.changed.notify_waiters();
+    }
+
+    /// The engine planned the statement: its result columns.
+    pub fn set_columns(&mut self, columns: Vec<Column>) {
+        self.columns = columns;
+        self.changed.notify_waiters();
+    }
+
+    /// Rows produced but not yet handed to the client.
+    pub fn buffered_rows(&self) -> usize {
+        self.buffered.len()
     }
 
     pub fn task_done(&mut self) {
@@ -226,7 +239,11 @@ impl Query {
         let more = !self.is_done() || !self.buffered.is_empty();
         let next_uri = more.then(|| format!("{base_uri}/v1/statement/executing/{}/{}?slug={}", self.id, token + 1, self.slug));
         let mut page = self.results(base_uri, next_uri, now_ms);
-        page.columns = Some(self.columns.clone());
+        // A SQL statement's columns are known once planned; until then pages carry none (the
+        // clients read them from the first page that has them).
+        if !self.columns.is_empty() || !matches!(self.plan, Plan::Sql(_)) {
+            page.columns = Some(self.columns.clone());
+        }
         if !rows.is_empty() {
             page.data = Some(rows);
         }
@@ -238,7 +255,7 @@ impl Query {
     /// A synthetic task produces `[task, row, worker]`; the client asked for some of them.
     fn project(&self, row: Vec<Value>) -> Vec<Value> {
         match &self.plan {
-            Plan::Constant { .. } => row,
+            Plan::Constant { .. } | Plan::Sql(_) => row,
             Plan::Synthetic(spec) => {
                 spec.columns.iter().map(|column| row.get(column.position()).cloned().unwrap_or(Value::Null)).collect()
             }
@@ -304,7 +321,7 @@ impl Query {
     pub fn cpu_ms(&self) -> u64 {
         match &self.plan {
             Plan::Synthetic(spec) => spec.run_time_ms.saturating_mul(u64::from(spec.tasks)),
-            Plan::Constant { .. } => 0,
+            Plan::Constant { .. } | Plan::Sql(_) => 0,
         }
     }
 

@@ -198,6 +198,10 @@ pub async fn start_on(listener: TcpListener, context: NodeContext) -> Result<Run
                 coordinator = Some(node);
                 router
             } else {
+                // Production workers run SQL leaf tasks and synthetic ones; the simulation only the latter.
+                #[cfg(not(madsim))]
+                let node = Worker::with_executor(context.clone(), resource_managers.clone(), std::sync::Arc::new(crate::engine::leaf::LeafExecutor));
+                #[cfg(madsim)]
                 let node = Worker::new(context.clone(), resource_managers.clone());
                 background.extend(node.spawn_background());
                 let router = refuse_tasks_while_shutting_down(node.router(), lifecycle.clone(), config.node_id.clone());
@@ -369,6 +373,7 @@ mod tests {
             peak_memory_bytes: 0,
             first_row: 0,
             row_count: 1,
+            fragment: None,
         };
         let request = Request::new(Method::POST, format!("{uri}{}/{task_id}", paths::TASK), MessageKind::TaskCreate).json(&task);
         http.send(request).await.expect("the worker answers").status

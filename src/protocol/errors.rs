@@ -50,6 +50,9 @@ pub const EXCEEDED_LOCAL_MEMORY_LIMIT: ErrorCode = resources(131079, "EXCEEDED_L
 pub const ADMINISTRATIVELY_PREEMPTED: ErrorCode = resources(131080, "ADMINISTRATIVELY_PREEMPTED");
 pub const QUERY_TEXT_TOO_LARGE: ErrorCode = user(35, "QUERY_TEXT_TOO_LARGE");
 pub const COLUMN_NOT_FOUND: ErrorCode = user(47, "COLUMN_NOT_FOUND");
+pub const DIVISION_BY_ZERO: ErrorCode = user(8, "DIVISION_BY_ZERO");
+pub const INVALID_CAST_ARGUMENT: ErrorCode = user(9, "INVALID_CAST_ARGUMENT");
+pub const NUMERIC_VALUE_OUT_OF_RANGE: ErrorCode = user(19, "NUMERIC_VALUE_OUT_OF_RANGE");
 
 /// Looks up the codes fireball itself produces by name (for errors relayed between nodes).
 pub fn by_name(name: &str) -> Option<ErrorCode> {
@@ -59,6 +62,7 @@ pub fn by_name(name: &str) -> Option<ErrorCode> {
         SERVER_SHUTTING_DOWN, QUERY_QUEUE_FULL, CLUSTER_OUT_OF_MEMORY, EXCEEDED_LOCAL_MEMORY_LIMIT,
         QUERY_TEXT_TOO_LARGE, COLUMN_NOT_FOUND, QUERY_REJECTED, INVALID_RESOURCE_GROUP,
         EXCEEDED_GLOBAL_MEMORY_LIMIT, EXCEEDED_TIME_LIMIT, EXCEEDED_CPU_LIMIT, ADMINISTRATIVELY_PREEMPTED,
+        DIVISION_BY_ZERO, INVALID_CAST_ARGUMENT, NUMERIC_VALUE_OUT_OF_RANGE,
     ]
     .into_iter()
     .find(|code| code.name == name)

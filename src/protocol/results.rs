@@ -140,20 +140,41 @@ pub const VARCHAR_LENGTH_UNBOUNDED: u32 = i32::MAX as u32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SqlType {
     Boolean,
+    Tinyint,
+    Smallint,
     Integer,
     Bigint,
+    Real,
     Double,
+    Decimal { precision: u8, scale: i8 },
     Varchar { length: Option<u32> },
+    Varbinary,
+    Date,
+    Time,
+    Timestamp,
+    IntervalDayToSecond,
+    IntervalYearToMonth,
     Unknown,
 }
 
 impl Column {
     pub fn new(name: impl Into<String>, sql_type: SqlType) -> Column {
+        let long = |value: i64| TypeArgument { kind: "LONG_LITERAL".into(), value: serde_json::Value::from(value) };
         let (raw, arguments) = match sql_type {
             SqlType::Boolean => ("boolean", vec![]),
+            SqlType::Tinyint => ("tinyint", vec![]),
+            SqlType::Smallint => ("smallint", vec![]),
             SqlType::Integer => ("integer", vec![]),
             SqlType::Bigint => ("bigint", vec![]),
+            SqlType::Real => ("real", vec![]),
             SqlType::Double => ("double", vec![]),
+            SqlType::Decimal { precision, scale } => ("decimal", vec![long(i64::from(precision)), long(i64::from(scale))]),
+            SqlType::Varbinary => ("varbinary", vec![]),
+            SqlType::Date => ("date", vec![]),
+            SqlType::Time => ("time", vec![]),
+            SqlType::Timestamp => ("timestamp", vec![]),
+            SqlType::IntervalDayToSecond => ("interval day to second", vec![]),
+            SqlType::IntervalYearToMonth => ("interval year to month", vec![]),
             SqlType::Unknown => ("unknown", vec![]),
             // Presto sends unbounded varchar with its maximum length as the argument; the trino
             // client reads `arguments[0]` for every varchar and fails without it.
@@ -167,6 +188,7 @@ impl Column {
         };
         let type_name = match sql_type {
             SqlType::Varchar { length: Some(length) } => format!("varchar({length})"),
+            SqlType::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
             _ => raw.to_string(),
         };
         Column { name: name.into(), type_name, type_signature: TypeSignature { raw_type: raw.into(), arguments } }

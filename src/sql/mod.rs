@@ -41,6 +41,8 @@ pub enum QueryType {
 pub enum Plan {
     Synthetic(SyntheticSpec),
     Constant { columns: Vec<Column>, row: Vec<serde_json::Value> },
+    /// A statement for the SQL engine (production builds only): planned when the query starts.
+    Sql(String),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -66,7 +68,7 @@ pub fn parse(sql: &str) -> Result<ParsedStatement, QueryFailure> {
     }
     let statement = statements.remove(0);
     let query_type = classify(&statement);
-    let plan = plan(&statement)?;
+    let plan = plan(&statement, sql)?;
     Ok(ParsedStatement { query_type, plan })
 }
 
@@ -112,29 +114,53 @@ fn classify(statement: &Ast) -> Option<QueryType> {
     })
 }
 
-fn plan(statement: &Ast) -> Result<Plan, QueryFailure> {
-    let not_supported = || {
-        QueryFailure::new(
-            NOT_SUPPORTED,
-            "fireball runs only the synthetic workload (SELECT * FROM synthetic(run_time => '1s', memory => '10MB', \
-             tasks => 2, rows => 10)) and constant SELECTs",
-        )
-    };
-    let Ast::Query(query) = statement else { return Err(not_supported()) };
-    if query.with.is_some() || query.order_by.is_some() || query.limit_clause.is_some() {
-        return Err(not_supported());
+fn plan(statement: &Ast, sql: &str) -> Result<Plan, QueryFailure> {
+    if let Some(plan) = coordinator_plan(statement)? {
+        return Ok(plan);
     }
-    let SetExpr::Select(select) = query.body.as_ref() else { return Err(not_supported()) };
-    if select.selection.is_some() || select.distinct.is_some() || select.having.is_some() {
-        return Err(not_supported());
+    let engine_statement = matches!(
+        statement,
+        Ast::Query(_)
+            | Ast::Explain { .. }
+            | Ast::ExplainTable { .. }
+            | Ast::ShowTables { .. }
+            | Ast::ShowColumns { .. }
+            | Ast::ShowSchemas { .. }
+            | Ast::ShowVariable { .. }
+    );
+    if cfg!(madsim) || !engine_statement {
+        let scope = if cfg!(madsim) { "the simulation runs only" } else { "fireball runs queries, EXPLAIN and SHOW statements, and" };
+        return Err(QueryFailure::new(
+            NOT_SUPPORTED,
+            format!(
+                "{scope} the synthetic workload (SELECT * FROM synthetic(run_time => '1s', memory => '10MB', tasks => 2, \
+                 rows => 10)) and constant SELECTs"
+            ),
+        ));
+    }
+    Ok(Plan::Sql(sql.to_string()))
+}
+
+/// What the coordinator answers itself: constant selects and the synthetic workload; `None` for
+/// everything else.
+fn coordinator_plan(statement: &Ast) -> Result<Option<Plan>, QueryFailure> {
+    let Ast::Query(query) = statement else { return Ok(None) };
+    if query.with.is_some() || query.order_by.is_some() || query.limit_clause.is_some() {
+        return Ok(None);
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else { return Ok(None) };
+    if select.selection.is_some() || select.distinct.is_some() || select.having.is_some() || !no_group_by(&select.group_by) {
+        return Ok(None);
     }
     match select.from.as_slice() {
-        [] => constant_select(&select.projection).ok_or_else(not_supported),
-        [table] if table.joins.is_empty() => {
-            synthetic::plan(&table.relation, &select.projection)?.map(Plan::Synthetic).ok_or_else(not_supported)
-        }
-        _ => Err(not_supported()),
+        [] => Ok(constant_select(&select.projection)),
+        [table] if table.joins.is_empty() => Ok(synthetic::plan(&table.relation, &select.projection)?.map(Plan::Synthetic)),
+        _ => Ok(None),
     }
+}
+
+fn no_group_by(group_by: &sqlparser::ast::GroupByExpr) -> bool {
+    matches!(group_by, sqlparser::ast::GroupByExpr::Expressions(expressions, _) if expressions.is_empty())
 }
 
 /// `SELECT <literal> [AS name], …` without FROM.
@@ -232,12 +258,17 @@ mod tests {
     }
 
     #[test]
-    fn unknown_statements_are_not_supported() {
-        for sql in ["CREATE TABLE t (a int)", "SELECT * FROM orders", "SELECT a FROM synthetic() JOIN b ON true", "SELECT 1 + 1"] {
+    fn statements_the_engine_does_not_run_are_not_supported() {
+        for sql in ["CREATE TABLE t (a int)", "INSERT INTO t VALUES (1)", "DROP TABLE t"] {
             let error = parse(sql).unwrap_err();
             assert_eq!(error.code.name, "NOT_SUPPORTED", "{sql}");
         }
-        assert_eq!(parse("CREATE TABLE t (a int)").map(|p| p.query_type).ok(), None);
+        for sql in ["SELECT * FROM orders", "SELECT 1 + 1", "SHOW CATALOGS", "SHOW SCHEMAS FROM tpch", "DESCRIBE nation", "EXPLAIN SELECT 1"] {
+            match parse(sql) {
+                Ok(parsed) => assert!(!cfg!(madsim) && parsed.plan == Plan::Sql(sql.to_string()), "{sql}"),
+                Err(error) => assert!(cfg!(madsim) && error.code.name == "NOT_SUPPORTED", "{sql}"),
+            }
+        }
     }
 
     #[test]

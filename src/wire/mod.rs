@@ -15,6 +15,8 @@ pub mod paths {
     pub const QUERY_HEARTBEAT: &str = "/v1/resourcemanager/queryHeartbeat";
     pub const CLUSTER_VIEW: &str = "/v1/resourcemanager/clusterView";
     pub const TASK: &str = "/v1/task";
+    /// `GET {TASK}/{id}/results/{buffer}/{token}`: one Arrow IPC page of a SQL task's output.
+    pub const RESULTS_PAGE_COUNT_HEADER: &str = "x-fireball-page-count";
 }
 
 /// A node telling discovery it exists. Announcements expire unless repeated.
@@ -229,6 +231,24 @@ pub struct TaskRequest {
     pub peak_memory_bytes: u64,
     pub first_row: u64,
     pub row_count: u64,
+    /// A SQL leaf task: scan one split and run the pushed-down columns and filters on it. Absent
+    /// for synthetic tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragment: Option<LeafFragment>,
+}
+
+/// What a SQL leaf task runs: one split of a connector's table, and the SQL over it (`FROM split`)
+/// that carries the columns, filters and limit the coordinator's plan pushed into the scan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeafFragment {
+    pub catalog: String,
+    pub schema: String,
+    pub table: String,
+    /// `SIMPLIFIED` or `STANDARD` (the tpch connector's `tpch.column-naming`).
+    pub column_naming: String,
+    pub split: u32,
+    pub splits: u32,
+    pub sql: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -14,13 +14,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use super::shell::{Signals, TaskShell};
-use super::tasks::{Grow, Proceed, Rows};
+use super::tasks::{Grow, Proceed, TaskOutput};
 use crate::wire::{TaskRejection, TaskRequest};
 
 /// How an engine's run ended.
 #[derive(Debug)]
 pub enum Outcome {
-    Finished(Rows),
+    Finished(TaskOutput),
     Failed(TaskRejection),
     /// The task ended under the engine (the handle said so): nothing to report.
     Ended,
@@ -45,7 +45,7 @@ pub fn start(executor: Arc<dyn Executor>, shell: TaskShell, task_id: String, req
     crate::runtime::spawn(tracing::Instrument::instrument(
         async move {
             match run.await {
-                Outcome::Finished(rows) => shell.finish(&task_id, rows),
+                Outcome::Finished(output) => shell.finish(&task_id, output),
                 Outcome::Failed(error) => shell.fail(&task_id, error),
                 Outcome::Ended => {}
             }

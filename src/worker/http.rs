@@ -1,4 +1,6 @@
-//! The worker's task API: `POST|GET|DELETE /v1/task/{id}` and `GET /v1/task/{id}/results`.
+//! The worker's task API: `POST|GET|DELETE /v1/task/{id}`, `GET /v1/task/{id}/results` (a
+//! synthetic task's rows as JSON) and `GET /v1/task/{id}/results/{buffer}/{token}` (page `token`
+//! of a SQL task's output, as Arrow IPC; the answer says how many pages there are).
 //!
 //! Handlers only parse, hand the input to the [`TaskShell`] (which locks, applies it to the table
 //! and carries out its effects), and turn the answer into a response; a new task's engine is
@@ -15,7 +17,7 @@ use axum::{Json, Router};
 
 use super::executor::{self, Executor};
 use super::shell::TaskShell;
-use super::tasks::{CreateRefused, Created, ResultsRefused, TASKS_MAX};
+use super::tasks::{CreateRefused, Created, ResultsRefused, TaskOutput, TASKS_MAX};
 use crate::wire::{paths, TaskRequest, TaskResults, TaskStatus};
 
 /// Longest a status request may be held.
@@ -31,6 +33,7 @@ pub fn router(tasks: TaskShell, executor: Arc<dyn Executor>) -> Router {
     Router::new()
         .route(&format!("{}/{{task_id}}", paths::TASK), get(get_task).post(create_task).delete(delete_task))
         .route(&format!("{}/{{task_id}}/results", paths::TASK), get(get_results))
+        .route(&format!("{}/{{task_id}}/results/{{buffer}}/{{token}}", paths::TASK), get(get_page))
         .with_state(Api { tasks, executor })
 }
 
@@ -105,9 +108,38 @@ async fn get_task(State(api): State<Api>, Path(task_id): Path<String>, Query(par
 
 async fn get_results(State(api): State<Api>, Path(task_id): Path<String>) -> Response {
     match api.tasks.results(&task_id) {
-        Ok(rows) => Json(TaskResults { task_id, rows }).into_response(),
-        Err(ResultsRefused::NotFinished) => (StatusCode::CONFLICT, "task has not finished").into_response(),
-        Err(ResultsRefused::NotFound) => (StatusCode::NOT_FOUND, "task not found").into_response(),
+        Ok(TaskOutput::Rows(rows)) => Json(TaskResults { task_id, rows }).into_response(),
+        Ok(TaskOutput::Pages(_)) => (StatusCode::CONFLICT, "a SQL task's output is read page by page").into_response(),
+        Err(refused) => results_refused(refused),
+    }
+}
+
+/// One page of a SQL task's output. There is one output buffer (`0`); `token` counts pages from 0.
+async fn get_page(State(api): State<Api>, Path((task_id, buffer, token)): Path<(String, u32, usize)>) -> Response {
+    if buffer != 0 {
+        return (StatusCode::NOT_FOUND, format!("task {task_id} has no output buffer {buffer}")).into_response();
+    }
+    match api.tasks.results(&task_id) {
+        Ok(TaskOutput::Pages(pages)) => match pages.get(token) {
+            Some(page) => (
+                [
+                    (axum::http::header::CONTENT_TYPE, "application/vnd.apache.arrow.stream".to_string()),
+                    (axum::http::HeaderName::from_static(paths::RESULTS_PAGE_COUNT_HEADER), pages.len().to_string()),
+                ],
+                page.clone(),
+            )
+                .into_response(),
+            None => (StatusCode::NOT_FOUND, format!("task {task_id} has {} pages; there is no page {token}", pages.len())).into_response(),
+        },
+        Ok(TaskOutput::Rows(_)) => (StatusCode::CONFLICT, "a synthetic task's output is read at /results").into_response(),
+        Err(refused) => results_refused(refused),
+    }
+}
+
+fn results_refused(refused: ResultsRefused) -> Response {
+    match refused {
+        ResultsRefused::NotFinished => (StatusCode::CONFLICT, "task has not finished").into_response(),
+        ResultsRefused::NotFound => (StatusCode::NOT_FOUND, "task not found").into_response(),
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use super::tasks::{CreateRefused, Created, Effect, Grow, Proceed, Rows, ResultsRefused, TaskCounts, TaskTable};
+use super::tasks::{CreateRefused, Created, Effect, Grow, Proceed, ResultsRefused, TaskOutput, TaskCounts, TaskTable};
 use crate::runtime::sim_hooks::{self, Event};
 use crate::runtime::Clock;
 use crate::wire::{MemoryInfo, TaskRejection, TaskRequest, TaskStatus};
@@ -140,8 +140,8 @@ impl TaskShell {
         self.read(|table| table.is_ended(task_id))
     }
 
-    pub fn finish(&self, task_id: &str, rows: Rows) {
-        self.input(Check::Task(task_id), |shared, now_ms| shared.table.finish(now_ms, task_id, rows));
+    pub fn finish(&self, task_id: &str, output: TaskOutput) {
+        self.input(Check::Task(task_id), |shared, now_ms| shared.table.finish(now_ms, task_id, output));
     }
 
     pub fn fail(&self, task_id: &str, error: TaskRejection) {
@@ -152,7 +152,7 @@ impl TaskShell {
         self.input(Check::Task(task_id), |shared, now_ms| shared.table.cancel(now_ms, task_id));
     }
 
-    pub fn results(&self, task_id: &str) -> Result<Rows, ResultsRefused> {
+    pub fn results(&self, task_id: &str) -> Result<TaskOutput, ResultsRefused> {
         self.input(Check::Task(task_id), |shared, now_ms| shared.table.results(now_ms, task_id))
     }
 

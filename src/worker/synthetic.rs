@@ -35,7 +35,7 @@ async fn run(request: TaskRequest, task: TaskHandle) -> Outcome {
         }
     }
     let rows = crate::sql::synthetic::generate_rows(request.task_index, request.first_row, request.row_count, task.node_id());
-    Outcome::Finished(rows)
+    Outcome::Finished(super::tasks::TaskOutput::Rows(rows))
 }
 
 /// What step `step` (≥ 1) of `steps` reserves of `growth_bytes`.

@@ -28,8 +28,28 @@ pub const TASKS_MAX: usize = 10_000;
 /// Finished tasks whose results nobody fetched, and tombstones, are dropped after this long.
 pub const FINISHED_TASK_RETENTION_MS: u64 = 60_000;
 
-/// Rows a finished task hands back.
-pub type Rows = Vec<Vec<serde_json::Value>>;
+/// What a finished task hands back: generated rows (the synthetic engine) or Arrow IPC pages (the
+/// SQL engine), kept until its coordinator fetches them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskOutput {
+    Rows(Vec<Vec<serde_json::Value>>),
+    Pages(Vec<bytes::Bytes>),
+}
+
+impl TaskOutput {
+    pub fn is_empty(&self) -> bool {
+        match self {
+            TaskOutput::Rows(rows) => rows.is_empty(),
+            TaskOutput::Pages(pages) => pages.is_empty(),
+        }
+    }
+}
+
+impl Default for TaskOutput {
+    fn default() -> Self {
+        TaskOutput::Rows(Vec::new())
+    }
+}
 
 /// What the driver must do after an input, in order.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,7 +131,7 @@ struct Task {
     query_id: String,
     state: TaskState,
     error: Option<TaskRejection>,
-    rows: Rows,
+    output: TaskOutput,
     last_poll_ms: u64,
     ended_ms: Option<u64>,
     /// Whether its engine got going (the oracle's `TaskStarted` is recorded once, then).
@@ -238,7 +258,7 @@ impl TaskTable {
             query_id: request.query_id.clone(),
             state,
             error: None,
-            rows: Rows::new(),
+            output: TaskOutput::default(),
             last_poll_ms: now_ms,
             ended_ms: None,
             started: false,
@@ -293,10 +313,10 @@ impl TaskTable {
         Proceed::Go
     }
 
-    /// The task's engine is done and produced `rows`. Ignored if the task ended meanwhile.
-    pub fn finish(&mut self, now_ms: u64, task_id: &str, rows: Rows) {
+    /// The task's engine is done and produced `output`. Ignored if the task ended meanwhile.
+    pub fn finish(&mut self, now_ms: u64, task_id: &str, output: TaskOutput) {
         let Some(task) = self.tasks.get_mut(task_id).filter(|task| !task.state.is_done()) else { return };
-        task.rows = rows;
+        task.output = output;
         self.end(now_ms, task_id, TaskState::Finished);
     }
 
@@ -323,11 +343,11 @@ impl TaskTable {
     }
 
     /// Its coordinator fetches a finished task's rows (which also counts as a poll).
-    pub fn results(&mut self, now_ms: u64, task_id: &str) -> Result<Rows, ResultsRefused> {
+    pub fn results(&mut self, now_ms: u64, task_id: &str) -> Result<TaskOutput, ResultsRefused> {
         match self.tasks.get_mut(task_id) {
             Some(task) if task.state == TaskState::Finished => {
                 task.last_poll_ms = now_ms;
-                Ok(task.rows.clone())
+                Ok(task.output.clone())
             }
             Some(_) => Err(ResultsRefused::NotFinished),
             None => Err(ResultsRefused::NotFound),
@@ -469,7 +489,7 @@ impl TaskTable {
         if task.error.is_some() && task.state != TaskState::Failed {
             return Err(format!("task {task_id} is {:?} with an error", task.state));
         }
-        if !task.rows.is_empty() && task.state != TaskState::Finished {
+        if !task.output.is_empty() && task.state != TaskState::Finished {
             return Err(format!("task {task_id} is {:?} with rows", task.state));
         }
         match task.state {

@@ -30,6 +30,7 @@ fn request(query_id: &str, run_time_ms: u64, memory_bytes: u64, peak_memory_byte
         peak_memory_bytes,
         first_row: 0,
         row_count: 3,
+        fragment: None,
     }
 }
 

@@ -19,6 +19,7 @@ fn request(query_id: &str, memory_bytes: u64, peak_memory_bytes: u64) -> TaskReq
         peak_memory_bytes,
         first_row: 0,
         row_count: 3,
+        fragment: None,
     }
 }
 
@@ -123,13 +124,13 @@ fn a_blocked_task_runs_once_memory_is_released_and_starts_once() {
     assert_eq!(table.proceed("big"), Proceed::Go);
     let started = table.take_effects().iter().filter(|effect| matches!(effect, Effect::Record(Event::TaskStarted { .. }))).count();
     assert_eq!(started, 1, "TaskStarted is recorded once per task");
-    table.finish(500, "big", vec![vec![serde_json::json!(1)]]);
+    table.finish(500, "big", TaskOutput::Rows(vec![vec![serde_json::json!(1)]]));
     let effects = table.take_effects();
     assert_eq!(ended_events(&effects), vec![("big", "FINISHED")]);
     assert!(woken(&effects).contains(&"next"), "the grant wakes the blocked task");
     assert_eq!(state(&table, "next"), Some(TaskState::Running));
     assert_eq!(table.proceed("next"), Proceed::Go);
-    assert_eq!(table.results(600, "big"), Ok(vec![vec![serde_json::json!(1)]]));
+    assert_eq!(table.results(600, "big"), Ok(TaskOutput::Rows(vec![vec![serde_json::json!(1)]])));
     assert_eq!(table.results(600, "next"), Err(ResultsRefused::NotFinished));
     assert_eq!(table.results(600, "nope"), Err(ResultsRefused::NotFound));
     assert_eq!(table.check_invariants(), Ok(()));
@@ -176,7 +177,7 @@ fn an_unpolled_task_is_abandoned_after_the_client_timeout() {
 fn finished_tasks_expire_after_the_retention() {
     let mut table = table(100, 100);
     table.create(0, "t", &request("q", 10, 0)).ok();
-    table.finish(1_000, "t", vec![]);
+    table.finish(1_000, "t", TaskOutput::default());
     assert_eq!(table.counts().unfinished, 1, "rows not yet fetched keep a shutdown waiting");
     let _ = table.take_effects();
     table.tick(1_000 + FINISHED_TASK_RETENTION_MS - 1);
@@ -280,7 +281,7 @@ proptest! {
                     let answer = table.proceed(&task_id(task));
                     prop_assert_eq!(answer == Proceed::Stop, table.is_ended(&task_id(task)));
                 }
-                Input::Finish { task } => table.finish(now_ms, &task_id(task), vec![vec![serde_json::json!(task)]]),
+                Input::Finish { task } => table.finish(now_ms, &task_id(task), TaskOutput::Rows(vec![vec![serde_json::json!(task)]])),
                 Input::Fail { task } => table.fail(now_ms, &task_id(task), TaskRejection { error_name: "E".into(), message: "m".into() }),
                 Input::Cancel { task } => {
                     table.cancel(now_ms, &task_id(task));

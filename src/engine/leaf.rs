@@ -1,0 +1,157 @@
+//! The worker's side of SQL: a leaf task scans one split of a table and runs the SQL the
+//! coordinator pushed into the scan (columns, filters, limit) over it, then keeps the output as
+//! Arrow IPC pages until the coordinator fetches them. Every page is reserved in the worker's
+//! memory pool before it is kept, so a leaf task's output is what the RMs see, what
+//! `query.max-memory-per-node` limits and what blocks a full node.
+//!
+//! Synthetic tasks (no fragment) go to the synthetic engine: one executor serves both.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
+
+use super::tpch::{self, ColumnNaming, SplitReader};
+use crate::protocol::QueryFailure;
+use crate::wire::{LeafFragment, TaskRejection, TaskRequest};
+use crate::worker::executor::{Executor, Outcome, Run, TaskHandle};
+use crate::worker::synthetic::SyntheticExecutor;
+use crate::worker::tasks::TaskOutput;
+
+/// Batches are gathered into pages of about this size (Presto's default page is 1 MB).
+const PAGE_BYTES_TARGET: usize = 1024 * 1024;
+
+/// The worker's executor: SQL leaf tasks on DataFusion, synthetic tasks on the synthetic engine.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LeafExecutor;
+
+impl Executor for LeafExecutor {
+    fn run(&self, request: TaskRequest, task: TaskHandle) -> Run {
+        match request.fragment.clone() {
+            None => SyntheticExecutor.run(request, task),
+            Some(fragment) => Box::pin(run(fragment, task)),
+        }
+    }
+}
+
+async fn run(fragment: LeafFragment, task: TaskHandle) -> Outcome {
+    if !task.wait_for_memory().await {
+        return Outcome::Ended;
+    }
+    match pages(&fragment, &task).await {
+        Ok(Some(pages)) => Outcome::Finished(TaskOutput::Pages(pages)),
+        Ok(None) => Outcome::Ended,
+        Err(failure) => {
+            tracing::info!(task_id = task.task_id(), error = %failure, "leaf task failed");
+            Outcome::Failed(TaskRejection { error_name: failure.code.name.to_string(), message: failure.message })
+        }
+    }
+}
+
+/// Runs the fragment to its end: `None` if the task ended meanwhile (cancelled, or its memory
+/// would pass the per-node limit, which the table reports itself).
+async fn pages(fragment: &LeafFragment, task: &TaskHandle) -> Result<Option<Vec<Bytes>>, QueryFailure> {
+    let table = split_table(fragment)?;
+    let config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
+    let context = SessionContext::new_with_config(config);
+    context.register_table("split", Arc::new(table)).map_err(|error| super::errors::failure(&error))?;
+    let frame = context.sql(&fragment.sql).await.map_err(|error| super::errors::failure(&error))?;
+    let mut stream = frame.execute_stream().await.map_err(|error| super::errors::failure(&error))?;
+    let schema = stream.schema();
+    let mut pages = Vec::new();
+    let mut pending: Vec<RecordBatch> = Vec::new();
+    let mut pending_bytes = 0;
+    while let Some(batch) = stream.next().await {
+        if task.is_ended() {
+            return Ok(None);
+        }
+        let batch = batch.map_err(|error| super::errors::failure(&error))?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        pending_bytes += batch.get_array_memory_size();
+        pending.push(batch);
+        if pending_bytes >= PAGE_BYTES_TARGET {
+            let page = encode(&schema, &std::mem::take(&mut pending))?;
+            pending_bytes = 0;
+            if !task.reserve(page.len() as u64).await {
+                return Ok(None);
+            }
+            pages.push(page);
+        }
+    }
+    // The last page; an empty output still has one page, which carries the schema.
+    if !pending.is_empty() || pages.is_empty() {
+        let page = encode(&schema, &pending)?;
+        if !task.reserve(page.len() as u64).await {
+            return Ok(None);
+        }
+        pages.push(page);
+    }
+    Ok(Some(pages))
+}
+
+fn split_table(fragment: &LeafFragment) -> Result<StreamingTable, QueryFailure> {
+    let invalid = |message: String| QueryFailure::new(crate::protocol::errors::GENERIC_INTERNAL_ERROR, message);
+    if fragment.catalog != tpch::CATALOG {
+        return Err(invalid(format!("this worker has no connector for catalog '{}'", fragment.catalog)));
+    }
+    let scale_factor =
+        tpch::scale_factor(&fragment.schema).ok_or_else(|| invalid(format!("tpch has no schema '{}'", fragment.schema)))?;
+    let naming = ColumnNaming::parse(&fragment.column_naming)
+        .ok_or_else(|| invalid(format!("unknown tpch column naming '{}'", fragment.column_naming)))?;
+    // Checked here so a bad split fails the task at once rather than inside the stream.
+    let reader = SplitReader::new(&fragment.table, scale_factor, fragment.split, fragment.splits, naming).map_err(invalid)?;
+    let schema = reader.schema();
+    let split = Arc::new(Split { schema: schema.clone(), fragment: fragment.clone(), scale_factor, naming });
+    StreamingTable::try_new(schema, vec![split]).map_err(|error| super::errors::failure(&error))
+}
+
+/// One split as a DataFusion partition: generated lazily, batch by batch, as the plan pulls.
+#[derive(Debug)]
+struct Split {
+    schema: SchemaRef,
+    fragment: LeafFragment,
+    scale_factor: f64,
+    naming: ColumnNaming,
+}
+
+impl PartitionStream for Split {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _context: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let fragment = &self.fragment;
+        let batches: Box<dyn Iterator<Item = datafusion::error::Result<RecordBatch>> + Send> =
+            match SplitReader::new(&fragment.table, self.scale_factor, fragment.split, fragment.splits, self.naming) {
+                Ok(reader) => Box::new(reader.map(|batch| batch.map_err(Into::into))),
+                Err(message) => Box::new(std::iter::once(Err(datafusion::error::DataFusionError::Execution(message)))),
+            };
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::iter(batches)))
+    }
+}
+
+/// One Arrow IPC stream: the schema, then the batches.
+pub fn encode(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Bytes, QueryFailure> {
+    let mut buffer = Vec::new();
+    let internal = |error: datafusion::arrow::error::ArrowError| {
+        QueryFailure::new(crate::protocol::errors::GENERIC_INTERNAL_ERROR, format!("could not encode a page: {error}"))
+    };
+    let mut writer = StreamWriter::try_new(&mut buffer, schema).map_err(internal)?;
+    for batch in batches {
+        writer.write(batch).map_err(internal)?;
+    }
+    writer.finish().map_err(internal)?;
+    drop(writer);
+    Ok(Bytes::from(buffer))
+}

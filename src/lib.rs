@@ -41,6 +41,8 @@
 //! [`worker::tasks::TaskTable`]); async drivers around them stay thin. Each checks its invariants
 //! after every input through [`runtime::sim_hooks::check_invariants`].
 
+#[cfg(not(madsim))]
+pub mod cli;
 pub mod config;
 pub mod console;
 pub mod context;

@@ -62,10 +62,33 @@ mod production {
             #[arg(long)]
             resource_groups: Option<PathBuf>,
         },
+        /// A terminal client, like presto-cli: runs statements and prints their results.
+        Cli {
+            /// The coordinator (or load balancer) to talk to.
+            #[arg(long, default_value = "http://127.0.0.1:8080")]
+            server: String,
+            #[arg(long, default_value = "fireball")]
+            user: String,
+            #[arg(long)]
+            catalog: Option<String>,
+            #[arg(long)]
+            schema: Option<String>,
+            /// Run these statements (separated by `;`) and exit.
+            #[arg(long, conflicts_with = "file")]
+            execute: Option<String>,
+            /// Run the statements in this file and exit.
+            #[arg(long, short = 'f')]
+            file: Option<PathBuf>,
+            #[arg(long, value_enum, default_value = "ALIGNED")]
+            output_format: fireball::cli::OutputFormat,
+        },
     }
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
+        if let Command::Cli { server, user, catalog, schema, execute, file, output_format } = cli.command {
+            return run_cli(fireball::cli::Options { server, user, catalog, schema, format: output_format }, execute, file);
+        }
         init_logging(cli.log_json);
         let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
             Ok(runtime) => runtime,
@@ -77,6 +100,7 @@ mod production {
         let result = runtime.block_on(async {
             match cli.command {
                 Command::Server { etc } => run_server(etc).await,
+                Command::Cli { .. } => unreachable!("the client returned above"),
                 Command::Local { resource_managers, coordinators, workers, base_port, properties, resource_groups } => {
                     let mut layout = ClusterLayout::new(resource_managers, coordinators, workers);
                     for property in properties {
@@ -104,6 +128,49 @@ mod production {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("fireball: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// The client: no logging set-up (its output is the results), its own small runtime.
+    fn run_cli(options: fireball::cli::Options, execute: Option<String>, file: Option<PathBuf>) -> ExitCode {
+        let statements = match (execute, file) {
+            (Some(sql), _) => Some(sql),
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(text) => Some(text),
+                Err(error) => {
+                    eprintln!("fireball cli: --file {}: {error}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            },
+            (None, None) => None,
+        };
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("fireball cli: cannot start the runtime: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let result = runtime.block_on(async {
+            match statements {
+                Some(text) => {
+                    let (mut statements, rest) = fireball::cli::split_statements(&text);
+                    if !rest.trim().is_empty() {
+                        statements.push(rest.trim().to_string());
+                    }
+                    fireball::cli::run_statements(&options, &statements).await
+                }
+                None => fireball::cli::run_interactive(&options).await,
+            }
+        });
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(fireball::cli::Failure::Cancelled) => ExitCode::from(130),
+            Err(fireball::cli::Failure::Query(_)) => ExitCode::FAILURE,
+            Err(fireball::cli::Failure::Client(message)) => {
+                eprintln!("fireball cli: {message}");
                 ExitCode::FAILURE
             }
         }

@@ -168,13 +168,13 @@ pub(super) struct TaskDriver {
 
 impl TaskDriver {
     async fn run(self) -> Result<Vec<Vec<serde_json::Value>>, QueryFailure> {
-        let base = self.run_to_finish().await?;
+        let worker = self.create().await?;
+        let base = self.follow(&worker).await?;
         self.fetch_results(&base).await
     }
 
-    /// Creates the task, then follows its status until it finished: the task's URL then.
-    pub async fn run_to_finish(&self) -> Result<String, QueryFailure> {
-        let worker = self.create().await?;
+    /// Follows the created task's status on `worker` until it finished: the task's URL then.
+    pub async fn follow(&self, worker: &WorkerView) -> Result<String, QueryFailure> {
         let base = format!("{}{}/{}", worker.uri, paths::TASK, self.task_id);
         let config = self.coordinator.config();
         let client = &self.coordinator.context().client;
@@ -263,7 +263,7 @@ impl TaskDriver {
     }
 
     /// Creates the task on the first candidate that accepts it (creation is idempotent by id).
-    async fn create(&self) -> Result<WorkerView, QueryFailure> {
+    pub async fn create(&self) -> Result<WorkerView, QueryFailure> {
         let config = self.coordinator.config();
         let mut last_error = String::from("no candidate workers");
         for worker in &self.candidates {

@@ -128,6 +128,12 @@ impl QueryManager {
                 }
                 false
             }
+            Input::LeafTask { query_id, task_id, node_id, done } => {
+                if let Some(query) = self.queries.get_mut(&query_id).filter(|query| !query.is_done()) {
+                    query.leaf_task(task_id, node_id, done);
+                }
+                false
+            }
             Input::Columns { query_id, columns } => {
                 if let Some(query) = self.queries.get_mut(&query_id).filter(|query| !query.is_done()) {
                     query.set_columns(columns);

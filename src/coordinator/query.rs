@@ -18,6 +18,8 @@ use crate::wire::{QueryState, QuerySummary};
 
 /// Rows per result page (Presto targets ~1 MB pages; synthetic rows are ~40 bytes).
 pub const PAGE_ROWS_MAX: usize = 4096;
+/// Leaf tasks a query lists (and counts as splits); a plan with more still runs them all.
+pub const LEAF_TASKS_LISTED_MAX: usize = 10_000;
 /// SQL text kept in summaries sent to RMs.
 const SUMMARY_SQL_CHARS_MAX: usize = 1000;
 
@@ -50,6 +52,9 @@ pub struct Query {
     pub rows_produced: u64,
     pub tasks_total: u32,
     pub tasks_done: u32,
+    /// A SQL query's leaf tasks (at most [`LEAF_TASKS_LISTED_MAX`]): where each ran, and
+    /// whether its output was all read.
+    pub leaf_tasks: std::collections::BTreeMap<String, (String, bool)>,
     /// Planned: every task at its peak (known before the query runs).
     pub memory_bytes: u64,
     /// What each task holds now, as its worker last reported (by task index).
@@ -109,6 +114,7 @@ impl Query {
             rows_produced: 0,
             tasks_total,
             tasks_done: 0,
+            leaf_tasks: Default::default(),
             memory_bytes,
             task_reserved_bytes: Default::default(),
             peak_reserved_bytes: 0,
@@ -152,6 +158,20 @@ impl Query {
         self.rows_produced += rows.len() as u64;
         self.buffered.extend(rows);
         self.changed.notify_waiters();
+    }
+
+    /// A leaf task was created (`done: false`) or its output was all read (`done: true`).
+    pub fn leaf_task(&mut self, task_id: String, node_id: String, done: bool) {
+        if done {
+            if let Some((_, task_done)) = self.leaf_tasks.get_mut(&task_id).filter(|(_, task_done)| !*task_done) {
+                *task_done = true;
+                self.task_done();
+            }
+        } else if self.leaf_tasks.len() < LEAF_TASKS_LISTED_MAX && !self.leaf_tasks.contains_key(&task_id) {
+            self.leaf_tasks.insert(task_id, (node_id, false));
+            self.tasks_total += 1;
+            self.changed.notify_waiters();
+        }
     }
 
     /// The engine planned the statement: its result columns.

@@ -68,6 +68,19 @@ fn query_info(coordinator: &Coordinator, query_id: &str) -> Option<Value> {
         info["queryStats"]["totalTasks"] = json!(query.tasks_total);
         info["queryStats"]["completedTasks"] = json!(query.tasks_done);
         info["queryStats"]["outputPositions"] = json!(query.rows_produced);
+        if matches!(query.plan, crate::sql::Plan::Sql(_)) {
+            // Stage 0, the output stage, runs on this coordinator; stage 1 is the leaf scans.
+            let tasks: Vec<Value> = query
+                .leaf_tasks
+                .iter()
+                .map(|(task_id, (node_id, done))| json!({ "taskId": task_id, "nodeId": node_id, "state": if *done { "FINISHED" } else { "RUNNING" } }))
+                .collect();
+            info["outputStage"] = json!({
+                "stageId": format!("{query_id}.0"),
+                "nodeId": coordinator.node_id(),
+                "subStages": [{ "stageId": format!("{query_id}.1"), "tasks": tasks }],
+            });
+        }
         Some(info)
     })
 }

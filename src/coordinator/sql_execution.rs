@@ -167,7 +167,15 @@ mod production {
     }
 
     async fn forward_pages(driver: &TaskDriver, pages: &mpsc::Sender<Result<Bytes, QueryFailure>>) -> Result<(), QueryFailure> {
-        let base = driver.run_to_finish().await?;
+        let worker = driver.create().await?;
+        let leaf = |done| Input::LeafTask {
+            query_id: driver.request.query_id.clone(),
+            task_id: driver.task_id.clone(),
+            node_id: worker.node_id.clone(),
+            done,
+        };
+        driver.coordinator.apply(leaf(false));
+        let base = driver.follow(&worker).await?;
         let config = driver.coordinator.config();
         let client = &driver.coordinator.context().client;
         let mut token = 0usize;
@@ -192,6 +200,7 @@ mod production {
             }
             token += 1;
             if token >= count {
+                driver.coordinator.apply(leaf(true));
                 return Ok(());
             }
         }

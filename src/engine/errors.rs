@@ -32,7 +32,11 @@ pub fn failure(error: &DataFusionError) -> QueryFailure {
     });
     let failure = classify(error.find_root());
     match (location, failure.location) {
-        (Some((line, column)), None) => failure.at(line, column),
+        // Presto's messages start with where the problem is.
+        (Some((line, column)), None) => {
+            let message = format!("line {line}:{column}: {}", failure.message);
+            QueryFailure { message, ..failure }.at(line, column)
+        }
         _ => failure,
     }
 }

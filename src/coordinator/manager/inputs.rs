@@ -52,6 +52,8 @@ pub enum Input {
     /// Rows a task produced (already in the plan's column order); `task_done` when it was the
     /// task's last batch.
     TaskOutput { query_id: String, rows: Vec<Vec<serde_json::Value>>, task_done: bool },
+    /// A SQL leaf task was created on `node_id` (`done: false`), or its output was all read.
+    LeafTask { query_id: String, task_id: String, node_id: String, done: bool },
     /// The SQL engine planned the query: its result columns (before any of its rows).
     Columns { query_id: String, columns: Vec<crate::protocol::Column> },
     /// What one task holds now, as its worker reported it.

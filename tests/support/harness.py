@@ -168,8 +168,10 @@ def _wait_until_ready(cluster, deadline):
             time.sleep(0.2)
 
 
-def start_local_cluster(binary, log_dir, startup_timeout_s):
-    """Starts `BINARY local` on a free port range and waits until it can run queries.
+def start_local_cluster(binary, log_dir, startup_timeout_s, extra_args=()):
+    """Starts `BINARY local [EXTRA_ARGS]` on a free port range and waits until it can run queries.
+
+    extra_args are passed after --base-port, e.g. ("--property", "query.max-memory-per-node=1MB").
 
     Returns a Cluster (stop it with stop(cluster.process)); raises ClusterStartError. Another
     process may grab a port between our bind check and fireball's bind, so a cluster that dies
@@ -182,7 +184,7 @@ def start_local_cluster(binary, log_dir, startup_timeout_s):
         stderr_path = log_dir / f"attempt{attempt}.stderr"
         with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
             process = subprocess.Popen(
-                [binary, "local", "--base-port", str(base_port)],
+                [binary, "local", "--base-port", str(base_port), *extra_args],
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,

@@ -41,6 +41,25 @@ pub fn failure(error: &DataFusionError) -> QueryFailure {
     }
 }
 
+/// Presto says where an unknown column is; DataFusion's error does not always carry a span, so
+/// the first reference to the name in the statement stands for it.
+pub fn locate_column(sql: &str, failure: QueryFailure) -> QueryFailure {
+    let name = failure.message.strip_prefix("Column '").and_then(|rest| rest.strip_suffix("' cannot be resolved"));
+    let (Some(name), None) = (name, failure.location) else { return failure };
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize_with_location() else { return failure };
+    let found = tokens.iter().find(|token| matches!(&token.token, Token::Word(word) if word.value.eq_ignore_ascii_case(name)));
+    match found {
+        Some(token) => {
+            let (line, column) = (u32::try_from(token.span.start.line).unwrap_or(1), u32::try_from(token.span.start.column).unwrap_or(1));
+            let message = format!("line {line}:{column}: {}", failure.message);
+            QueryFailure { message, ..failure }.at(line, column)
+        }
+        None => failure,
+    }
+}
+
 fn classify(error: &DataFusionError) -> QueryFailure {
     match error {
         DataFusionError::External(inner) => match inner.downcast_ref::<Relayed>() {
@@ -106,5 +125,13 @@ mod tests {
         assert_eq!(presto_message("Invalid function 'frobnicate'.\nDid you mean 'floor'?"), "Function 'frobnicate' not registered");
         let failure = failure(&DataFusionError::ArrowError(Box::new(ArrowError::DivideByZero), None));
         assert_eq!(failure.code.name, "DIVISION_BY_ZERO");
+    }
+
+    #[test]
+    fn an_unknown_column_is_located_at_its_first_reference() {
+        let failure = QueryFailure::new(SYNTAX_ERROR, "Column 'x' cannot be resolved");
+        let located = locate_column("SELECT a,\n  X FROM t", failure);
+        assert_eq!(located.location, Some((2, 3)));
+        assert_eq!(located.message, "line 2:3: Column 'x' cannot be resolved");
     }
 }

@@ -1,4 +1,4 @@
-//! Presto's metadata statements, as queries DataFusion runs over its `information_schema`:
+//! Presto's metadata statements, as queries over the catalogs' `information_schema`:
 //! `SHOW CATALOGS`, `SHOW SCHEMAS [FROM c]`, `SHOW TABLES [FROM [c.]s]`, `SHOW COLUMNS FROM t`
 //! and `DESCRIBE t`, each with an optional `LIKE 'pattern'`, and `SHOW SESSION`. The result
 //! columns carry Presto's names (`Catalog`, `Schema`, `Table`, `Column`, `Type`, …). Anything
@@ -7,7 +7,7 @@
 use crate::protocol::errors::SYNTAX_ERROR;
 use crate::protocol::QueryFailure;
 
-pub fn rewrite(sql: &str, catalog: Option<&str>, schema: Option<&str>) -> Result<String, QueryFailure> {
+pub fn rewrite(sql: &str, catalog: Option<&str>, schema: Option<&str>, catalogs: &[&str]) -> Result<String, QueryFailure> {
     let words: Vec<&str> = sql.trim().trim_end_matches(';').split_whitespace().collect();
     let upper: Vec<String> = words.iter().map(|word| word.to_ascii_uppercase()).collect();
     let keywords: Vec<&str> = upper.iter().map(String::as_str).collect();
@@ -15,25 +15,27 @@ pub fn rewrite(sql: &str, catalog: Option<&str>, schema: Option<&str>) -> Result
     let session_schema = || schema.ok_or_else(|| missing("Schema must be specified when session schema is not set"));
     Ok(match keywords.as_slice() {
         ["SHOW", "CATALOGS", rest @ ..] => {
-            let like = like(rest, &words[2..], "catalog_name")?;
-            format!("SELECT DISTINCT catalog_name AS \"Catalog\" FROM information_schema.schemata{like} ORDER BY 1")
+            let like = like(rest, &words[2..], "\"Catalog\"")?;
+            let rows: Vec<String> = catalogs.iter().map(|name| format!("({})", literal(name))).collect();
+            format!("SELECT \"Catalog\" FROM (VALUES {}) AS catalogs(\"Catalog\"){like} ORDER BY 1", rows.join(", "))
         }
         ["SHOW", "SCHEMAS", rest @ ..] => {
             let (target, rest_words) = from_clause(rest, &words[2..]);
             let catalog = match target {
-                Some(name) => name.to_string(),
+                Some(name) => name,
                 None => session_catalog()?.to_string(),
             };
             let like = like(&rest[rest.len() - rest_words.len()..], rest_words, "schema_name")?;
             format!(
-                "SELECT schema_name AS \"Schema\" FROM information_schema.schemata WHERE catalog_name = {}{} ORDER BY 1",
+                "SELECT schema_name AS \"Schema\" FROM {}.information_schema.schemata WHERE catalog_name = {}{} ORDER BY 1",
+                quote(&catalog),
                 literal(&catalog),
                 like.replace(" WHERE ", " AND ")
             )
         }
         ["SHOW", "TABLES", rest @ ..] => {
             let (target, rest_words) = from_clause(rest, &words[2..]);
-            let (catalog, schema) = match target.map(|name| name.split('.').collect::<Vec<_>>()).as_deref() {
+            let (catalog, schema) = match target.as_deref().map(|name| name.split('.').collect::<Vec<_>>()).as_deref() {
                 Some([catalog, schema]) => (catalog.to_string(), schema.to_string()),
                 Some([schema]) => (session_catalog()?.to_string(), schema.to_string()),
                 Some(_) => return Err(missing("SHOW TABLES FROM takes a schema name, optionally qualified by its catalog")),
@@ -41,7 +43,8 @@ pub fn rewrite(sql: &str, catalog: Option<&str>, schema: Option<&str>) -> Result
             };
             let like = like(&rest[rest.len() - rest_words.len()..], rest_words, "table_name")?;
             format!(
-                "SELECT table_name AS \"Table\" FROM information_schema.tables WHERE table_catalog = {} AND table_schema = {}{} ORDER BY 1",
+                "SELECT table_name AS \"Table\" FROM {}.information_schema.tables WHERE table_catalog = {} AND table_schema = {}{} ORDER BY 1",
+                quote(&catalog),
                 literal(&catalog),
                 literal(&schema),
                 like.replace(" WHERE ", " AND ")
@@ -49,7 +52,7 @@ pub fn rewrite(sql: &str, catalog: Option<&str>, schema: Option<&str>) -> Result
         }
         ["SHOW", "COLUMNS", "FROM" | "IN", _] | ["DESCRIBE" | "DESC", _] => {
             let name = words.last().copied().unwrap_or_default();
-            let parts: Vec<String> = name.split('.').map(|part| part.trim_matches('"').to_ascii_lowercase()).collect();
+            let parts: Vec<String> = identifier(name).split('.').map(str::to_string).collect();
             let (catalog, schema, table) = match parts.as_slice() {
                 [catalog, schema, table] => (catalog.clone(), schema.clone(), table.clone()),
                 [schema, table] => (session_catalog()?.to_string(), schema.clone(), table.clone()),
@@ -57,10 +60,10 @@ pub fn rewrite(sql: &str, catalog: Option<&str>, schema: Option<&str>) -> Result
                 _ => return Err(missing("a table name has at most three parts")),
             };
             format!(
-                "SELECT column_name AS \"Column\", {} AS \"Type\", '' AS \"Extra\", '' AS \"Comment\" \
-                 FROM information_schema.columns WHERE table_catalog = {} AND table_schema = {} AND table_name = {} \
+                "SELECT column_name AS \"Column\", data_type AS \"Type\", '' AS \"Extra\", '' AS \"Comment\" \
+                 FROM {}.information_schema.columns WHERE table_catalog = {} AND table_schema = {} AND table_name = {} \
                  ORDER BY ordinal_position",
-                presto_type_name("data_type"),
+                quote(&catalog),
                 literal(&catalog),
                 literal(&schema),
                 literal(&table)
@@ -79,11 +82,19 @@ fn missing(message: &str) -> QueryFailure {
 }
 
 /// `FROM name` / `IN name` at the start of `keywords`: the name and the words after it.
-fn from_clause<'a>(keywords: &[&str], words: &'a [&'a str]) -> (Option<&'a str>, &'a [&'a str]) {
+fn from_clause<'a>(keywords: &[&str], words: &'a [&'a str]) -> (Option<String>, &'a [&'a str]) {
     match keywords {
-        ["FROM" | "IN", _, ..] => (Some(words[1].trim_matches('"')), &words[2..]),
+        ["FROM" | "IN", _, ..] => (Some(identifier(words[1])), &words[2..]),
         _ => (None, words),
     }
+}
+
+/// A (possibly dotted) name as written: quoted parts kept, unquoted ones lower-cased.
+fn identifier(word: &str) -> String {
+    word.split('.')
+        .map(|part| if part.starts_with('"') { part.trim_matches('"').to_string() } else { part.to_ascii_lowercase() })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// ` WHERE column LIKE 'p'` for a trailing `LIKE 'p'`, or nothing.
@@ -106,15 +117,8 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// SQL mapping DataFusion's type names (as its `information_schema` prints them) to Presto's.
-fn presto_type_name(column: &str) -> String {
-    format!(
-        "CASE {column} WHEN 'Int64' THEN 'bigint' WHEN 'Int32' THEN 'integer' WHEN 'Int16' THEN 'smallint' \
-         WHEN 'Int8' THEN 'tinyint' WHEN 'Float64' THEN 'double' WHEN 'Float32' THEN 'real' \
-         WHEN 'Boolean' THEN 'boolean' WHEN 'Date32' THEN 'date' WHEN 'Utf8' THEN 'varchar' \
-         WHEN 'Utf8View' THEN 'varchar' WHEN 'LargeUtf8' THEN 'varchar' WHEN 'Binary' THEN 'varbinary' \
-         ELSE lower({column}) END"
-    )
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]
@@ -123,15 +127,15 @@ mod tests {
 
     #[test]
     fn metadata_statements_become_information_schema_queries() {
-        let show = rewrite("SHOW CATALOGS", None, None).unwrap();
-        assert!(show.contains("information_schema.schemata"), "{show}");
-        let schemas = rewrite("show schemas from tpch like 'sf%'", None, None).unwrap();
+        let show = rewrite("SHOW CATALOGS LIKE 't%'", None, None, &["system", "tpch"]).unwrap();
+        assert!(show.contains("VALUES ('system'), ('tpch')") && show.contains("LIKE 't%'"), "{show}");
+        let schemas = rewrite("show schemas from tpch like 'sf%'", None, None, &[]).unwrap();
         assert!(schemas.contains("catalog_name = 'tpch'") && schemas.contains("AND schema_name LIKE 'sf%'"), "{schemas}");
-        let tables = rewrite("SHOW TABLES", Some("tpch"), Some("tiny")).unwrap();
+        let tables = rewrite("SHOW TABLES", Some("tpch"), Some("tiny"), &[]).unwrap();
         assert!(tables.contains("table_schema = 'tiny'"), "{tables}");
-        assert_eq!(rewrite("SHOW TABLES", None, None).unwrap_err().code.name, "SYNTAX_ERROR");
-        let describe = rewrite("DESCRIBE tpch.tiny.nation", None, None).unwrap();
+        assert_eq!(rewrite("SHOW TABLES", None, None, &[]).unwrap_err().code.name, "SYNTAX_ERROR");
+        let describe = rewrite("DESCRIBE tpch.tiny.nation", None, None, &[]).unwrap();
         assert!(describe.contains("table_name = 'nation'"), "{describe}");
-        assert_eq!(rewrite("SELECT 1", None, None).unwrap(), "SELECT 1");
+        assert_eq!(rewrite("SELECT 1", None, None, &[]).unwrap(), "SELECT 1");
     }
 }

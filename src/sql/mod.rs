@@ -12,6 +12,7 @@
 //! statement is refused in milliseconds instead of pinning the coordinator's runtime thread.
 
 pub mod guard;
+mod prepared;
 pub mod synthetic;
 
 use sqlparser::ast::{Expr, SelectItem, SetExpr, Statement as Ast, Value};
@@ -55,11 +56,20 @@ pub struct ParsedStatement {
 pub const SQL_CHARS_MAX: usize = 1_000_000;
 
 pub fn parse(sql: &str) -> Result<ParsedStatement, QueryFailure> {
-    if sql.chars().count() > SQL_CHARS_MAX {
-        return Err(QueryFailure::new(
+    let too_large = |sql: &str| sql.chars().count() > SQL_CHARS_MAX;
+    let refused = || {
+        QueryFailure::new(
             crate::protocol::errors::QUERY_TEXT_TOO_LARGE,
             format!("Query text length exceeds the maximum length ({SQL_CHARS_MAX})"),
-        ));
+        )
+    };
+    if too_large(sql) {
+        return Err(refused());
+    }
+    let expanded = prepared::expand(sql)?;
+    let sql = expanded.as_deref().unwrap_or(sql);
+    if too_large(sql) {
+        return Err(refused());
     }
     let mut statements = parse_ast(sql)?;
     if statements.len() != 1 {

@@ -41,7 +41,7 @@ pub fn aligned(names: &[String], rows: &[Vec<Value>]) -> String {
     let mut out = String::new();
     let header: Vec<String> = names.iter().zip(&widths).map(|(name, width)| center(name, *width)).collect();
     out.push(' ');
-    out.push_str(&header.join(" | "));
+    out.push_str(header.join(" | ").trim_end());
     out.push('\n');
     out.push_str(&widths.iter().map(|width| "-".repeat(width + 2)).collect::<Vec<_>>().join("+"));
     out.push('\n');

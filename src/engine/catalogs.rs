@@ -55,7 +55,6 @@ fn tpch_tables(context: &QueryContext) -> Vec<Table> {
     let naming = tpch::ColumnNaming::default();
     let mut tables = Vec::new();
     for schema_name in tpch::SCHEMAS {
-        let scale_factor = tpch::scale_factor(schema_name).unwrap_or(0.01);
         for table in tpch::TABLES {
             let Some(columns) = tpch::schema(table, naming) else { continue };
             let provider = remote::RemoteTable {
@@ -64,7 +63,7 @@ fn tpch_tables(context: &QueryContext) -> Vec<Table> {
                 table: table.to_string(),
                 schema: columns.clone(),
                 naming,
-                splits: tpch::split_count(table, scale_factor, context.workers, context.splits_per_worker),
+                splits: tpch::split_count(table, context.workers, context.splits_per_worker),
                 runner: context.runner.clone(),
             };
             tables.push(Table { catalog: tpch::CATALOG, schema: schema_name.to_string(), name: table.to_string(), columns, provider: Arc::new(provider) });

@@ -94,15 +94,13 @@ fn generated_schema(table: &str) -> Option<SchemaRef> {
 }
 
 /// How many splits a table is cut into for `workers` workers: the two one-page tables are one
-/// split; the others `splits_per_worker` per worker, fewer when a split would be tiny.
-pub fn split_count(table: &str, scale_factor: f64, workers: usize, splits_per_worker: usize) -> u32 {
+/// split; the others `splits_per_worker` per worker (Presto's `tpch.splits-per-node`), so every
+/// worker scans a share of every large table.
+pub fn split_count(table: &str, workers: usize, splits_per_worker: usize) -> u32 {
     if matches!(table, "nation" | "region") {
         return 1;
     }
-    // About 1.5 M lineitem rows per unit of scale factor and table weight keeps splits meaningful.
-    let by_size = (scale_factor * 100.0).ceil().max(1.0) as usize;
-    let wanted = workers.max(1).saturating_mul(splits_per_worker.max(1));
-    u32::try_from(wanted.min(by_size).max(1)).unwrap_or(u32::MAX)
+    u32::try_from(workers.max(1).saturating_mul(splits_per_worker.max(1))).unwrap_or(u32::MAX)
 }
 
 /// A generator of one split's rows as Presto-shaped batches.

@@ -1,0 +1,60 @@
+"""Where a SQL query's work runs: its scans are leaf tasks on the workers, spread over all of
+them, and the coordinator runs only the stage above (nothing of stage 1 on it).
+
+Read from `GET /v1/query/{id}`: `outputStage` is stage 0 (on the coordinator that owns the query)
+and its `subStages[0].tasks` are the leaf tasks, each with the node it ran on.
+"""
+
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from sql_support import HOST, http_query, start_cluster  # noqa: E402
+from harness import http_json  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    yield from start_cluster(tmp_path_factory)
+
+
+def _query_info(port, sql):
+    columns, rows, page = http_query(port, sql)
+    assert "error" not in page, page.get("error")
+    _, info = http_json("GET", f"http://{HOST}:{port}/v1/query/{page['id']}")
+    return rows, page, info
+
+
+def test_leaf_tasks_run_on_every_worker_and_none_on_the_coordinator(cluster):
+    port = cluster.coordinator_ports[0]
+    rows, page, info = _query_info(port, "SELECT count(*) FROM lineitem WHERE quantity > 10")
+    assert rows[0][0] > 0
+    _, nodes, _ = http_query(port, "SELECT node_id, coordinator FROM system.runtime.nodes")
+    workers = {node for node, coordinator in nodes if not coordinator}
+    coordinators = {node for node, coordinator in nodes if coordinator}
+    assert len(workers) == 2, nodes
+
+    stage = info["outputStage"]
+    assert stage["nodeId"] in coordinators
+    tasks = stage["subStages"][0]["tasks"]
+    placed = {task["nodeId"] for task in tasks}
+    assert placed == workers, f"leaf tasks ran on {placed}, the workers are {workers}"
+    assert not placed & coordinators
+    assert all(task["state"] == "FINISHED" for task in tasks), tasks
+    # Every split was a task, and the protocol's split counts say so.
+    assert info["queryStats"]["totalTasks"] == len(tasks) >= len(workers)
+    assert page["stats"]["completedSplits"] == len(tasks)
+
+
+def test_a_small_table_is_one_split(cluster):
+    port = cluster.coordinator_ports[0]
+    _, _, info = _query_info(port, "SELECT count(*) FROM region")
+    assert len(info["outputStage"]["subStages"][0]["tasks"]) == 1
+
+
+def test_a_constant_select_runs_no_task(cluster):
+    port = cluster.coordinator_ports[0]
+    _, _, info = _query_info(port, "SELECT 1 + 1")
+    assert info["outputStage"]["subStages"][0]["tasks"] == []

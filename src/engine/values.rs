@@ -43,7 +43,7 @@ pub fn sql_type(data_type: &DataType) -> SqlType {
 
 /// The batch's rows, in order.
 pub fn rows(batch: &RecordBatch) -> Result<Vec<Vec<Value>>, String> {
-    let columns = batch.columns().iter().map(|column| column_values(column)).collect::<Result<Vec<_>, _>>()?;
+    let columns = batch.columns().iter().map(column_values).collect::<Result<Vec<_>, _>>()?;
     Ok((0..batch.num_rows()).map(|row| columns.iter().map(|values| values[row].clone()).collect()).collect())
 }
 
@@ -91,7 +91,7 @@ fn column_values(array: &ArrayRef) -> Result<Vec<Value>, String> {
 
 fn strings<'a>(values: impl Iterator<Item = Option<&'a str>>, length: usize) -> Vec<Value> {
     let mut out = Vec::with_capacity(length);
-    out.extend(values.map(|value| value.map_or(Value::Null, |text| Value::from(text))));
+    out.extend(values.map(|value| value.map_or(Value::Null, Value::from)));
     out
 }
 

@@ -62,6 +62,19 @@ mod production {
             #[arg(long)]
             resource_groups: Option<PathBuf>,
         },
+        /// Runs one statement with DataFusion alone in this process over the generated tpch data
+        /// (the baseline ci/bench measures the cluster against); prints `{"rows": N, "elapsed_ms": T}`.
+        #[command(hide = true)]
+        Datafusion {
+            /// The tpch schema: tiny, sf1, sf10, …
+            #[arg(long, default_value = "tiny")]
+            schema: String,
+            /// Partitions (splits per table, and threads of the plan); default: the processors.
+            #[arg(long)]
+            partitions: Option<usize>,
+            #[arg(long, short = 'f')]
+            file: PathBuf,
+        },
         /// A terminal client, like presto-cli: runs statements and prints their results.
         Cli {
             /// The coordinator (or load balancer) to talk to.
@@ -86,9 +99,13 @@ mod production {
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
-        if let Command::Cli { server, user, catalog, schema, execute, file, output_format } = cli.command {
-            return run_cli(fireball::cli::Options { server, user, catalog, schema, format: output_format }, execute, file);
-        }
+        let command = match cli.command {
+            Command::Cli { server, user, catalog, schema, execute, file, output_format } => {
+                return run_cli(fireball::cli::Options { server, user, catalog, schema, format: output_format }, execute, file);
+            }
+            Command::Datafusion { schema, partitions, file } => return run_datafusion(&schema, partitions, &file),
+            command => command,
+        };
         init_logging(cli.log_json);
         let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
             Ok(runtime) => runtime,
@@ -98,9 +115,9 @@ mod production {
             }
         };
         let result = runtime.block_on(async {
-            match cli.command {
+            match command {
                 Command::Server { etc } => run_server(etc).await,
-                Command::Cli { .. } => unreachable!("the client returned above"),
+                Command::Cli { .. } | Command::Datafusion { .. } => Err("handled above".to_string()),
                 Command::Local { resource_managers, coordinators, workers, base_port, properties, resource_groups } => {
                     let mut layout = ClusterLayout::new(resource_managers, coordinators, workers);
                     for property in properties {
@@ -128,6 +145,36 @@ mod production {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("fireball: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    fn run_datafusion(schema: &str, partitions: Option<usize>, file: &std::path::Path) -> ExitCode {
+        let sql = match std::fs::read_to_string(file) {
+            Ok(sql) => sql,
+            Err(error) => {
+                eprintln!("fireball datafusion: --file {}: {error}", file.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        let partitions = partitions.unwrap_or_else(|| fireball::runtime::available_processors() as usize);
+        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("fireball datafusion: cannot start the runtime: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let clock = Clock::new();
+        let started_ms = clock.now_ms();
+        match runtime.block_on(fireball::engine::run_single_process(sql.trim().trim_end_matches(';'), schema, partitions)) {
+            Ok(rows) => {
+                println!("{}", serde_json::json!({ "rows": rows, "elapsed_ms": clock.now_ms() - started_ms }));
+                ExitCode::SUCCESS
+            }
+            Err(failure) => {
+                eprintln!("fireball datafusion: {failure}");
                 ExitCode::FAILURE
             }
         }

@@ -116,6 +116,26 @@ fn split_table(fragment: &LeafFragment) -> Result<StreamingTable, QueryFailure> 
     StreamingTable::try_new(schema, vec![split]).map_err(|error| super::errors::failure(&error))
 }
 
+/// A whole tpch table in this process, one partition per split (the single-process baseline).
+pub fn generated_table(table: &str, scale_factor: f64, splits: u32, naming: ColumnNaming) -> Result<StreamingTable, String> {
+    let schema = tpch::schema(table, naming).ok_or_else(|| format!("tpch has no table '{table}'"))?;
+    let partitions: Vec<Arc<dyn PartitionStream>> = (0..splits)
+        .map(|split| {
+            let fragment = LeafFragment {
+                catalog: tpch::CATALOG.to_string(),
+                schema: String::new(),
+                table: table.to_string(),
+                column_naming: String::new(),
+                split,
+                splits,
+                sql: String::new(),
+            };
+            Arc::new(Split { schema: schema.clone(), fragment, scale_factor, naming }) as Arc<dyn PartitionStream>
+        })
+        .collect();
+    StreamingTable::try_new(schema, partitions).map_err(|error| error.to_string())
+}
+
 /// One split as a DataFusion partition: generated lazily, batch by batch, as the plan pulls.
 #[derive(Debug)]
 struct Split {

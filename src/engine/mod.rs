@@ -66,12 +66,21 @@ pub struct Output {
 
 /// Plans `sql` and starts it. Leaf scans start as the stream is pulled.
 pub async fn execute(sql: &str, context: QueryContext) -> Result<Output, QueryFailure> {
-    let session = session(&context).map_err(|error| errors::failure(&error))?;
+    let config = config(context.catalog.as_deref(), context.schema.as_deref(), context.coordinator_partitions);
+    let session = SessionContext::new_with_config(config);
+    for (name, catalog) in catalogs::catalogs(&context).map_err(|error| errors::failure(&error))? {
+        session.register_catalog(name, catalog);
+    }
     let sql = statements::rewrite(sql, context.catalog.as_deref(), context.schema.as_deref(), &catalogs::NAMES)?;
-    let failure = |error: datafusion::error::DataFusionError| errors::locate_column(&sql, errors::failure(&error));
+    run(&session, &sql).await
+}
+
+/// Plans and starts one statement in `session`, Presto's way (see [`dialect`] and [`names`]).
+async fn run(session: &SessionContext, sql: &str) -> Result<Output, QueryFailure> {
+    let failure = |error: datafusion::error::DataFusionError| errors::locate_column(sql, errors::failure(&error));
     let state = session.state();
     let dialect = state.config().options().sql_parser.dialect;
-    let mut statement = state.sql_to_statement(&sql, &dialect).map_err(failure)?;
+    let mut statement = state.sql_to_statement(sql, &dialect).map_err(failure)?;
     let mut names = None;
     if let datafusion::sql::parser::Statement::Statement(ast) = &mut statement {
         dialect::rewrite(ast);
@@ -89,22 +98,40 @@ pub async fn execute(sql: &str, context: QueryContext) -> Result<Output, QueryFa
     Ok(Output { columns, batches })
 }
 
-fn session(context: &QueryContext) -> datafusion::error::Result<SessionContext> {
-    let config = SessionConfig::new()
+fn config(catalog: Option<&str>, schema: Option<&str>, partitions: usize) -> SessionConfig {
+    let mut config = SessionConfig::new()
         .with_create_default_catalog_and_schema(false)
-        .with_default_catalog_and_schema(
-            context.catalog.as_deref().unwrap_or(DEFAULT_CATALOG),
-            context.schema.as_deref().unwrap_or(DEFAULT_SCHEMA),
-        )
+        .with_default_catalog_and_schema(catalog.unwrap_or(DEFAULT_CATALOG), schema.unwrap_or(DEFAULT_SCHEMA))
         .with_information_schema(false)
-        .with_target_partitions(context.coordinator_partitions.max(1));
+        .with_target_partitions(partitions.max(1));
     // Presto reads `0.06` as a DECIMAL literal: as a double, TPC-H Q6's `0.06 + 0.01` is
     // 0.06999999999999999 and the rows with discount 0.07 drop out.
-    let mut config = config;
     config.options_mut().sql_parser.parse_float_as_decimal = true;
-    let session = SessionContext::new_with_config(config);
-    for (name, catalog) in catalogs::catalogs(context)? {
-        session.register_catalog(name, catalog);
+    config
+}
+
+/// Runs `sql` with DataFusion alone in this process, over the same generated tpch data (each
+/// table in `partitions` splits) with the same Presto dialect: the baseline the cluster is
+/// measured against (`fireball datafusion`). Returns the row count.
+pub async fn run_single_process(sql: &str, schema: &str, partitions: usize) -> Result<u64, QueryFailure> {
+    let invalid = |message: String| QueryFailure::new(crate::protocol::errors::SYNTAX_ERROR, message);
+    let scale_factor = tpch::scale_factor(schema).ok_or_else(|| invalid(format!("tpch has no schema '{schema}'")))?;
+    let session = SessionContext::new_with_config(config(Some(tpch::CATALOG), Some(schema), partitions));
+    let tables = datafusion::catalog::MemorySchemaProvider::new();
+    for table in tpch::TABLES {
+        let splits = tpch::split_count(table, 1, partitions);
+        let provider = leaf::generated_table(table, scale_factor, splits, tpch::ColumnNaming::default()).map_err(invalid)?;
+        datafusion::catalog::SchemaProvider::register_table(&tables, table.to_string(), std::sync::Arc::new(provider))
+            .map_err(|error| errors::failure(&error))?;
     }
-    Ok(session)
+    let catalog = datafusion::catalog::MemoryCatalogProvider::new();
+    datafusion::catalog::CatalogProvider::register_schema(&catalog, schema, std::sync::Arc::new(tables))
+        .map_err(|error| errors::failure(&error))?;
+    session.register_catalog(tpch::CATALOG, std::sync::Arc::new(catalog));
+    let mut output = run(&session, sql).await?;
+    let mut rows = 0u64;
+    while let Some(batch) = futures::StreamExt::next(&mut output.batches).await {
+        rows += batch.map_err(|error| errors::failure(&error))?.num_rows() as u64;
+    }
+    Ok(rows)
 }

@@ -65,6 +65,7 @@ fn tpch_tables(context: &QueryContext) -> Vec<Table> {
                 naming,
                 splits: tpch::split_count(table, context.workers, context.splits_per_worker),
                 runner: context.runner.clone(),
+                leaf_sql: None,
             };
             tables.push(Table { catalog: tpch::CATALOG, schema: schema_name.to_string(), name: table.to_string(), columns, provider: Arc::new(provider) });
         }

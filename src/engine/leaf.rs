@@ -17,7 +17,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::SendableRecordBatchStream;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use super::tpch::{self, ColumnNaming, SplitReader};
@@ -60,10 +60,20 @@ async fn run(fragment: LeafFragment, task: TaskHandle) -> Outcome {
 /// Runs the fragment to its end: `None` if the task ended meanwhile (cancelled, or its memory
 /// would pass the per-node limit, which the table reports itself).
 async fn pages(fragment: &LeafFragment, task: &TaskHandle) -> Result<Option<Vec<Bytes>>, QueryFailure> {
-    let table = split_table(fragment)?;
-    let config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
+    let table: Arc<dyn datafusion::catalog::TableProvider> = Arc::new(split_table(fragment)?);
+    // The coordinator's dialect (decimal literals above all), one thread per task (a worker runs
+    // many), and the split under its own name as well as `split`: a pushed-down scan reads
+    // `FROM split`, a partial aggregation is the coordinator's plan written back to SQL, which
+    // names the table as the query did.
+    let config = super::config(Some(&fragment.catalog), Some(&fragment.schema), 1);
     let context = SessionContext::new_with_config(config);
-    context.register_table("split", Arc::new(table)).map_err(|error| super::errors::failure(&error))?;
+    let failure = |error: datafusion::error::DataFusionError| super::errors::failure(&error);
+    let schema = datafusion::catalog::MemorySchemaProvider::new();
+    datafusion::catalog::SchemaProvider::register_table(&schema, fragment.table.clone(), table.clone()).map_err(failure)?;
+    datafusion::catalog::SchemaProvider::register_table(&schema, "split".to_string(), table).map_err(failure)?;
+    let catalog = datafusion::catalog::MemoryCatalogProvider::new();
+    datafusion::catalog::CatalogProvider::register_schema(&catalog, &fragment.schema, Arc::new(schema)).map_err(failure)?;
+    context.register_catalog(&fragment.catalog, Arc::new(catalog));
     let frame = context.sql(&fragment.sql).await.map_err(|error| super::errors::failure(&error))?;
     let mut stream = frame.execute_stream().await.map_err(|error| super::errors::failure(&error))?;
     let schema = stream.schema();

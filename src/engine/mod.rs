@@ -5,6 +5,7 @@
 //! - [`tpch`]: the tpch connector's tables, generated split by split;
 //! - [`leaf`]: the worker's executor: leaf tasks (scan, filter, project over one split) on
 //!   DataFusion, synthetic tasks on the synthetic engine;
+//! - [`partial_agg`]: aggregations over one table computed partially by the leaf tasks;
 //! - [`remote`]: the coordinator's tables, whose scans run as leaf tasks on the workers;
 //! - [`statements`]: Presto's statements DataFusion does not speak (`SHOW CATALOGS`, …);
 //! - [`dialect`]: Presto's meaning where DataFusion reads the same SQL differently;
@@ -18,6 +19,7 @@ mod dialect;
 pub mod errors;
 pub mod leaf;
 mod names;
+mod partial_agg;
 pub mod remote;
 mod statements;
 pub mod tpch;
@@ -67,7 +69,12 @@ pub struct Output {
 /// Plans `sql` and starts it. Leaf scans start as the stream is pulled.
 pub async fn execute(sql: &str, context: QueryContext) -> Result<Output, QueryFailure> {
     let config = config(context.catalog.as_deref(), context.schema.as_deref(), context.coordinator_partitions);
-    let session = SessionContext::new_with_config(config);
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_optimizer_rule(std::sync::Arc::new(partial_agg::PartialAggregation))
+        .build();
+    let session = SessionContext::new_with_state(state);
     for (name, catalog) in catalogs::catalogs(&context).map_err(|error| errors::failure(&error))? {
         session.register_catalog(name, catalog);
     }
@@ -98,7 +105,7 @@ async fn run(session: &SessionContext, sql: &str) -> Result<Output, QueryFailure
     Ok(Output { columns, batches })
 }
 
-fn config(catalog: Option<&str>, schema: Option<&str>, partitions: usize) -> SessionConfig {
+pub(crate) fn config(catalog: Option<&str>, schema: Option<&str>, partitions: usize) -> SessionConfig {
     let mut config = SessionConfig::new()
         .with_create_default_catalog_and_schema(false)
         .with_default_catalog_and_schema(catalog.unwrap_or(DEFAULT_CATALOG), schema.unwrap_or(DEFAULT_SCHEMA))

@@ -28,6 +28,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::tpch::ColumnNaming;
@@ -42,7 +43,7 @@ pub trait LeafRunner: Send + Sync + std::fmt::Debug + 'static {
     fn run(&self, fragment: LeafFragment) -> mpsc::Receiver<Result<Bytes, QueryFailure>>;
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RemoteTable {
     pub catalog: String,
     pub schema_name: String,
@@ -51,6 +52,9 @@ pub struct RemoteTable {
     pub naming: ColumnNaming,
     pub splits: u32,
     pub runner: Arc<dyn LeafRunner>,
+    /// A leaf query whose output is this table (a partial aggregation over each split, see
+    /// `partial_agg`); `None` for the connector's table itself.
+    pub leaf_sql: Option<String>,
 }
 
 #[async_trait::async_trait]
@@ -67,7 +71,7 @@ impl TableProvider for RemoteTable {
         Ok(filters
             .iter()
             .map(|filter| {
-                if filter_sql(filter).is_some() {
+                if self.leaf_sql.is_none() && filter_sql(filter).is_some() {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -88,9 +92,8 @@ impl TableProvider for RemoteTable {
             None => self.schema.clone(),
         };
         let sql = self.leaf_sql(&projected, filters, limit);
-        let partitions: Vec<Arc<dyn PartitionStream>> = (0..self.splits)
-            .map(|split| {
-                let fragment = LeafFragment {
+        let fragments: Vec<LeafFragment> = (0..self.splits)
+            .map(|split| LeafFragment {
                     catalog: self.catalog.clone(),
                     schema: self.schema_name.clone(),
                     table: self.table.clone(),
@@ -101,10 +104,17 @@ impl TableProvider for RemoteTable {
                     split,
                     splits: self.splits,
                     sql: sql.clone(),
-                };
-                Arc::new(RemoteSplit { schema: projected.clone(), fragment, runner: self.runner.clone() }) as Arc<dyn PartitionStream>
             })
             .collect();
+        let runner = self.runner.clone();
+        let partitions: Vec<Arc<dyn PartitionStream>> = if self.leaf_sql.is_some() {
+            vec![Arc::new(OrderedSplits { schema: projected.clone(), fragments, runner })]
+        } else {
+            fragments
+                .into_iter()
+                .map(|fragment| Arc::new(RemoteSplit { schema: projected.clone(), fragment, runner: runner.clone() }) as Arc<dyn PartitionStream>)
+                .collect()
+        };
         Ok(Arc::new(StreamingTableExec::try_new(projected, partitions, None, Vec::new(), false, limit)?))
     }
 }
@@ -112,6 +122,13 @@ impl TableProvider for RemoteTable {
 impl RemoteTable {
     /// The SQL a leaf task runs over its split.
     fn leaf_sql(&self, projected: &SchemaRef, filters: &[Expr], limit: Option<usize>) -> String {
+        if let Some(sql) = &self.leaf_sql {
+            let columns: Vec<String> = projected.fields().iter().map(|field| quote(field.name())).collect();
+            return match columns.is_empty() {
+                true => sql.clone(),
+                false => format!("SELECT {} FROM ({sql}) AS leaf", columns.join(", ")),
+            };
+        }
         // No column asked for (`count(*)`): fetch the narrowest useful one and keep only the count.
         let columns: Vec<String> = if projected.fields().is_empty() {
             vec![quote(self.schema.field(0).name())]
@@ -169,32 +186,60 @@ impl PartitionStream for RemoteSplit {
     }
 
     fn execute(&self, _context: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let pages = self.runner.run(self.fragment.clone());
-        let schema = self.schema.clone();
-        let state = (pages, VecDeque::<RecordBatch>::new(), false);
-        let batches = futures::stream::unfold(state, move |(mut pages, mut decoded, failed)| {
-            let schema = schema.clone();
-            async move {
-                if failed {
-                    return None;
-                }
-                loop {
-                    if let Some(batch) = decoded.pop_front() {
-                        return Some((Ok(batch), (pages, decoded, false)));
-                    }
-                    match pages.recv().await {
-                        None => return None,
-                        Some(Err(failure)) => return Some((Err(super::errors::relay(failure)), (pages, decoded, true))),
-                        Some(Ok(page)) => match decode(&page, &schema) {
-                            Ok(batches) => decoded.extend(batches),
-                            Err(error) => return Some((Err(error), (pages, decoded, true))),
-                        },
-                    }
-                }
-            }
-        });
+        let batches = batches(self.runner.run(self.fragment.clone()), self.schema.clone());
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
     }
+}
+
+/// Every split of a remote table as one partition, in split order. The leaf tasks all start at
+/// once; their outputs are read one after the other. For partial aggregates: merging them in a
+/// fixed order makes a floating-point sum the same every time, so two uses of one aggregation in
+/// a query (TPC-H Q15 compares a sum with the maximum of the same sums) agree to the last bit.
+#[derive(Debug)]
+struct OrderedSplits {
+    schema: SchemaRef,
+    fragments: Vec<LeafFragment>,
+    runner: Arc<dyn LeafRunner>,
+}
+
+impl PartitionStream for OrderedSplits {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _context: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let outputs: Vec<_> = self.fragments.iter().map(|fragment| batches(self.runner.run(fragment.clone()), self.schema.clone())).collect();
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::iter(outputs).flatten()))
+    }
+}
+
+/// A leaf task's pages as decoded batches; ends at the first error.
+fn batches(
+    pages: mpsc::Receiver<Result<Bytes, QueryFailure>>,
+    schema: SchemaRef,
+) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
+    let state = (pages, VecDeque::<RecordBatch>::new(), false);
+    futures::stream::unfold(state, move |(mut pages, mut decoded, failed)| {
+        let schema = schema.clone();
+        async move {
+            if failed {
+                return None;
+            }
+            loop {
+                if let Some(batch) = decoded.pop_front() {
+                    return Some((Ok(batch), (pages, decoded, false)));
+                }
+                match pages.recv().await {
+                    None => return None,
+                    Some(Err(failure)) => return Some((Err(super::errors::relay(failure)), (pages, decoded, true))),
+                    Some(Ok(page)) => match decode(&page, &schema) {
+                        Ok(batches) => decoded.extend(batches),
+                        Err(error) => return Some((Err(error), (pages, decoded, true))),
+                    },
+                }
+            }
+        }
+    })
 }
 
 /// A page's batches, in the scan's schema (without columns: only the row counts).

@@ -58,3 +58,21 @@ def test_a_constant_select_runs_no_task(cluster):
     port = cluster.coordinator_ports[0]
     _, _, info = _query_info(port, "SELECT 1 + 1")
     assert info["outputStage"]["subStages"][0]["tasks"] == []
+
+
+def _explain(port, sql):
+    _, rows, page = http_query(port, f"EXPLAIN {sql}")
+    assert "error" not in page, page.get("error")
+    return "\n".join(str(row[1]) for row in rows)
+
+
+def test_an_aggregation_over_one_table_is_computed_partially_on_the_workers(cluster):
+    """The coordinator's plan merges the leaf tasks' partial aggregates (`TableScan: partial`)
+    instead of scanning lineitem itself; its result is checked against DuckDB by ci/tpch (Q1)."""
+    port = cluster.coordinator_ports[0]
+    plan = _explain(port, "SELECT returnflag, sum(quantity), avg(discount), count(*) FROM lineitem GROUP BY returnflag")
+    assert "TableScan: partial" in plan, plan
+    assert "TableScan: lineitem" not in plan, plan
+    # A distinct count cannot be merged from partial counts: the scan's rows come up instead.
+    plan = _explain(port, "SELECT count(DISTINCT orderkey) FROM lineitem")
+    assert "TableScan: partial" not in plan and "lineitem" in plan, plan

@@ -11,7 +11,8 @@
 //! A task's life: created `RUNNING` (its initial memory granted) or `BLOCKED` (waiting for it);
 //! it may ask for more (and block again); it ends `FINISHED` with rows, `FAILED` (per-node memory
 //! limit, engine error), `CANCELED` by its coordinator or `ABANDONED` when its coordinator stopped
-//! polling for `task.client.timeout`. A done task holds no memory; a finished one keeps its rows
+//! polling for `task.client.timeout`. A done task holds no memory, but for a finished SQL task's
+//! output pages, which stay reserved until released; a finished one keeps its rows
 //! until they are fetched or [`FINISHED_TASK_RETENTION_MS`] passes. A cancelled id is remembered
 //! (a tombstone) so that a create still in flight is refused rather than leaking memory.
 
@@ -337,6 +338,7 @@ impl TaskTable {
         }
         self.cancelled.insert(task_id.to_string(), now_ms);
         self.end(now_ms, task_id, TaskState::Canceled);
+        self.release_output(task_id);
         if self.tasks.remove(task_id).is_some() {
             self.effects.push(Effect::Removed { task_id: task_id.to_string() });
         }
@@ -375,6 +377,7 @@ impl TaskTable {
             .map(|(task_id, _)| task_id.clone())
             .collect();
         for task_id in expired {
+            self.release_output(&task_id);
             self.tasks.remove(&task_id);
             self.effects.push(Effect::Removed { task_id });
         }
@@ -386,6 +389,7 @@ impl TaskTable {
         task.state = end_state;
         task.ended_ms = Some(now_ms);
         let query_id = task.query_id.clone();
+        let keeps_memory = holds_output(task);
         self.effects.push(Effect::Wake { task_id: task_id.to_string() });
         self.effects.push(Effect::Changed { task_id: task_id.to_string() });
         self.record(|table| Event::TaskEnded {
@@ -394,7 +398,18 @@ impl TaskTable {
             worker: table.node_id.clone(),
             state: end_state.name().to_string(),
         });
-        self.release_memory(task_id);
+        // A SQL task's output pages are memory until its coordinator fetched and released them:
+        // they stay reserved (a synthetic task's few rows do not count).
+        if !keeps_memory {
+            self.release_memory(task_id);
+        }
+    }
+
+    /// Frees a finished SQL task's output pages (when it leaves the table).
+    fn release_output(&mut self, task_id: &str) {
+        if self.tasks.get(task_id).is_some_and(holds_output) {
+            self.release_memory(task_id);
+        }
     }
 
     /// Frees everything `task_id` holds or waits for; the tasks granted as a result run again.
@@ -440,7 +455,7 @@ impl TaskTable {
 
     /// Every invariant of the table and its pool, for the timer tick and for tests:
     /// O((tasks + reservations + waiting) · log). The pool's memory belongs to live tasks only, so
-    /// `reserved == Σ` what live tasks hold.
+    /// `reserved == Σ` what live tasks hold, and finished tasks for their output pages.
     pub fn check_invariants(&self) -> Result<(), String> {
         self.pool.check_invariants()?;
         self.check_bounds()?;
@@ -451,7 +466,7 @@ impl TaskTable {
         let mut live_bytes = 0u64;
         for (task_id, task) in &self.tasks {
             self.check_one(task_id, waiting.contains(task_id.as_str()))?;
-            if !task.state.is_done() {
+            if !task.state.is_done() || holds_output(task) {
                 live_bytes += self.pool.task_bytes(task_id);
             }
         }
@@ -495,12 +510,19 @@ impl TaskTable {
         match task.state {
             TaskState::Blocked if !waiting => Err(format!("task {task_id} is BLOCKED but waits for nothing")),
             TaskState::Running if waiting => Err(format!("task {task_id} is RUNNING but waits for memory")),
+            _ if holds_output(task) && waiting => Err(format!("task {task_id} finished but waits for memory")),
+            _ if holds_output(task) => Ok(()),
             state if state.is_done() && (waiting || held_bytes > 0) => {
                 Err(format!("task {task_id} is {state:?} but holds {held_bytes} bytes (waiting: {waiting})"))
             }
             _ => Ok(()),
         }
     }
+}
+
+/// A finished SQL task keeps its output pages, and their reservation, until they are released.
+fn holds_output(task: &Task) -> bool {
+    task.state == TaskState::Finished && matches!(task.output, TaskOutput::Pages(_))
 }
 
 /// Never happens: called right after the task was found or inserted. A status for an empty task

@@ -76,3 +76,32 @@ def test_an_aggregation_over_one_table_is_computed_partially_on_the_workers(clus
     # An aggregation over a join is not (the join runs on the coordinator): the scans come up.
     plan = _explain(port, "SELECT count(*) FROM orders JOIN customer ON orders.custkey = customer.custkey")
     assert "TableScan: partial" not in plan and "TableScan: orders" in plan, plan
+
+
+def _reserved_bytes(port):
+    _, cluster_info = http_json("GET", f"http://{HOST}:{port}/v1/cluster")
+    return cluster_info["reservedMemory"]
+
+
+def test_cancelling_a_scan_frees_every_workers_memory(cluster):
+    """A big scan holds memory on the workers (its output pages are reserved); a client's cancel
+    stops its leaf tasks and frees all of it, as the RMs' view of the workers shows."""
+    import time
+
+    port = cluster.coordinator_ports[0]
+    headers = {"X-Presto-User": "cancel-test", "X-Presto-Catalog": "tpch", "X-Presto-Schema": "sf1"}
+    _, page = http_json("POST", f"http://{HOST}:{port}/v1/statement", body=b"SELECT * FROM lineitem", headers=headers)
+    deadline = time.monotonic() + 60
+    while _reserved_bytes(port) == 0:
+        assert time.monotonic() < deadline, "the scan never reserved memory on a worker"
+        if "nextUri" in page:
+            _, page = http_json("GET", page["nextUri"], timeout_s=10)
+        time.sleep(0.2)
+    assert "nextUri" in page, page
+    http_json("DELETE", page["nextUri"])
+    deadline = time.monotonic() + 20
+    while _reserved_bytes(port) != 0:
+        assert time.monotonic() < deadline, f"{_reserved_bytes(port)} bytes still reserved 20 s after the cancel"
+        time.sleep(0.2)
+    _, info = http_json("GET", f"http://{HOST}:{port}/v1/query/{page['id']}")
+    assert info["state"] == "FAILED" and info["errorCode"]["name"] == "USER_CANCELED", info

@@ -137,6 +137,28 @@ fn a_blocked_task_runs_once_memory_is_released_and_starts_once() {
 }
 
 #[test]
+fn a_sql_tasks_output_pages_stay_reserved_until_released_or_expired() {
+    let mut table = table(100, 100);
+    table.create(0, "sql", &request("q1", 60, 0)).ok();
+    table.create(0, "waits", &request("q2", 50, 0)).ok();
+    assert_eq!(table.proceed("sql"), Proceed::Go);
+    table.finish(100, "sql", TaskOutput::Pages(vec![bytes::Bytes::from_static(b"page")]));
+    assert_eq!(table.pool().reserved_bytes(), 60, "unfetched pages are memory");
+    assert_eq!(state(&table, "waits"), Some(TaskState::Blocked));
+    assert_eq!(table.check_invariants(), Ok(()));
+    table.cancel(200, "sql"); // the coordinator read the last page and released the task
+    assert_eq!(table.pool().reserved_bytes(), 50, "released, and the waiting task got its memory");
+    assert_eq!(state(&table, "waits"), Some(TaskState::Running));
+    // Pages nobody fetches are freed when the finished task expires.
+    assert_eq!(table.proceed("waits"), Proceed::Go);
+    table.finish(300, "waits", TaskOutput::Pages(vec![]));
+    assert_eq!(table.pool().reserved_bytes(), 50);
+    table.tick(300 + FINISHED_TASK_RETENTION_MS);
+    assert_eq!(table.pool().reserved_bytes(), 0);
+    assert_eq!(table.check_invariants(), Ok(()));
+}
+
+#[test]
 fn cancel_frees_memory_wakes_the_engine_and_the_waiters() {
     let mut table = table(100, 100);
     table.create(0, "a", &request("q1", 80, 0)).ok();

@@ -81,6 +81,9 @@ pub struct NodeConfig {
     pub memory_pool_bytes: u64,
     /// `query.max-memory-per-node` (default: the whole pool).
     pub query_max_memory_per_node_bytes: u64,
+    /// `experimental.spill-enabled`: SQL operators over their memory limit spill to disk (the OS
+    /// temp directory) instead of failing the query.
+    pub spill_enabled: bool,
     /// `query.max-memory`: what one query may hold across the cluster.
     pub query_max_memory_bytes: u64,
     /// `query.max-total-memory` (default twice `query.max-memory`, as in Presto).
@@ -210,6 +213,7 @@ impl NodeConfig {
             required_workers_max_wait_ms: reader.duration("query-manager.required-workers-max-wait", "5m")?,
             memory_pool_bytes,
             query_max_memory_per_node_bytes,
+            spill_enabled: reader.bool("experimental.spill-enabled", false)?,
             query_max_memory_bytes,
             query_max_total_memory_bytes,
             low_memory_killer,

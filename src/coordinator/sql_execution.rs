@@ -70,6 +70,8 @@ mod production {
             nodes,
             splits_per_worker: processors,
             coordinator_partitions: processors,
+            memory_limit_bytes: coordinator.config().query_max_memory_per_node_bytes,
+            spill_enabled: coordinator.config().spill_enabled,
             runner,
         };
         let mut output = engine::execute(sql, context).await?;

@@ -6,7 +6,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 
 use crate::protocol::errors::{
-    DIVISION_BY_ZERO, GENERIC_INTERNAL_ERROR, INVALID_CAST_ARGUMENT, NOT_SUPPORTED, NUMERIC_VALUE_OUT_OF_RANGE, SYNTAX_ERROR,
+    DIVISION_BY_ZERO, EXCEEDED_LOCAL_MEMORY_LIMIT, GENERIC_INTERNAL_ERROR, INVALID_CAST_ARGUMENT, NOT_SUPPORTED, NUMERIC_VALUE_OUT_OF_RANGE, SYNTAX_ERROR,
 };
 use crate::protocol::QueryFailure;
 
@@ -70,6 +70,9 @@ fn classify(error: &DataFusionError) -> QueryFailure {
         DataFusionError::Plan(message) => QueryFailure::new(SYNTAX_ERROR, presto_message(message)),
         DataFusionError::SchemaError(..) => QueryFailure::new(SYNTAX_ERROR, presto_message(&error.message())),
         DataFusionError::NotImplemented(message) => QueryFailure::new(NOT_SUPPORTED, message.clone()),
+        DataFusionError::ResourcesExhausted(message) => {
+            QueryFailure::new(EXCEEDED_LOCAL_MEMORY_LIMIT, format!("Query exceeded per-node user memory limit: {message}"))
+        }
         DataFusionError::ArrowError(arrow, _) => arrow_failure(arrow),
         DataFusionError::Execution(message) if message.contains("Divide by zero") => division_by_zero(),
         DataFusionError::Execution(message) => QueryFailure::new(GENERIC_INTERNAL_ERROR, message.clone()),

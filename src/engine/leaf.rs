@@ -66,7 +66,10 @@ async fn pages(fragment: &LeafFragment, task: &TaskHandle) -> Result<Option<Vec<
     // `FROM split`, a partial aggregation is the coordinator's plan written back to SQL, which
     // names the table as the query did.
     let config = super::config(Some(&fragment.catalog), Some(&fragment.schema), 1);
-    let context = SessionContext::new_with_config(config);
+    // The operators' own memory (a partial aggregation's hash table) is bounded by the per-node
+    // limit too; the output pages are reserved in the worker's pool below.
+    let runtime = super::memory_limited_runtime(task.memory_limit_bytes(), false).map_err(|error| super::errors::failure(&error))?;
+    let context = SessionContext::new_with_config_rt(config, runtime);
     let failure = |error: datafusion::error::DataFusionError| super::errors::failure(&error);
     let schema = datafusion::catalog::MemorySchemaProvider::new();
     datafusion::catalog::SchemaProvider::register_table(&schema, fragment.table.clone(), table.clone()).map_err(failure)?;

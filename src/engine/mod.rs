@@ -49,6 +49,11 @@ pub struct QueryContext {
     pub splits_per_worker: usize,
     /// Threads the coordinator's part of the plan may use.
     pub coordinator_partitions: usize,
+    /// What the coordinator's operators (joins, aggregation, sort) may hold for this query:
+    /// `query.max-memory-per-node`, the coordinator being a node the query runs on.
+    pub memory_limit_bytes: u64,
+    /// `experimental.spill-enabled`: past the limit, sorts, joins and aggregations spill to disk.
+    pub spill_enabled: bool,
     pub runner: Arc<dyn LeafRunner>,
 }
 
@@ -69,8 +74,10 @@ pub struct Output {
 /// Plans `sql` and starts it. Leaf scans start as the stream is pulled.
 pub async fn execute(sql: &str, context: QueryContext) -> Result<Output, QueryFailure> {
     let config = config(context.catalog.as_deref(), context.schema.as_deref(), context.coordinator_partitions);
+    let runtime = memory_limited_runtime(context.memory_limit_bytes, context.spill_enabled).map_err(|error| errors::failure(&error))?;
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
+        .with_runtime_env(runtime)
         .with_default_features()
         .with_optimizer_rule(std::sync::Arc::new(partial_agg::PartialAggregation))
         .build();
@@ -103,6 +110,21 @@ async fn run(session: &SessionContext, sql: &str) -> Result<Output, QueryFailure
         }
     }
     Ok(Output { columns, batches })
+}
+
+/// A runtime whose operators spill to disk past `limit_bytes` when `spill` is on, and fail with
+/// `ResourcesExhausted` (Presto's `EXCEEDED_LOCAL_MEMORY_LIMIT`, see `errors`) otherwise.
+pub(crate) fn memory_limited_runtime(
+    limit_bytes: u64,
+    spill: bool,
+) -> datafusion::error::Result<std::sync::Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    let limit = usize::try_from(limit_bytes).unwrap_or(usize::MAX);
+    let mode = if spill { DiskManagerMode::OsTmpDirectory } else { DiskManagerMode::Disabled };
+    datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_pool(std::sync::Arc::new(datafusion::execution::memory_pool::GreedyMemoryPool::new(limit)))
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(mode))
+        .build_arc()
 }
 
 pub(crate) fn config(catalog: Option<&str>, schema: Option<&str>, partitions: usize) -> SessionConfig {

@@ -71,6 +71,11 @@ impl TaskHandle {
         self.shell.node_id()
     }
 
+    /// `query.max-memory-per-node` on this worker: a bound for the engine's own working memory.
+    pub fn memory_limit_bytes(&self) -> u64 {
+        self.shell.query_limit_bytes()
+    }
+
     /// Whether the task ended (cancelled, abandoned, failed): the engine should stop.
     pub fn is_ended(&self) -> bool {
         self.shell.is_ended(&self.task_id)

@@ -166,6 +166,11 @@ impl TaskShell {
         self.read(TaskTable::counts)
     }
 
+    /// `query.max-memory-per-node`: what one query may hold on this worker.
+    pub fn query_limit_bytes(&self) -> u64 {
+        self.read(|table| table.pool().query_limit_bytes())
+    }
+
     /// Memory and task counts for one heartbeat, read under one lock so they agree.
     pub fn load(&self) -> (MemoryInfo, TaskCounts) {
         self.read(|table| (table.memory_info(), table.counts()))

@@ -80,3 +80,13 @@ def test_failed_scans_release_their_memory(port):
             _trino_run(port, BIG_SCAN)
         assert raised.value.error_name == "EXCEEDED_LOCAL_MEMORY_LIMIT", repr(raised.value)
     _assert_small_queries_run(port)
+
+
+def test_the_coordinators_operators_are_held_to_the_limit_too(port):
+    """A sort runs on the coordinator, over leaf pages each under the limit: its own buffer passes
+    1MB and fails the query the same way (spilling is off, as Presto's default)."""
+    with pytest.raises(trino.exceptions.TrinoQueryError) as raised:
+        _trino_run(port, "SELECT orderkey, comment FROM tpch.tiny.orders ORDER BY comment")
+    assert raised.value.error_name == "EXCEEDED_LOCAL_MEMORY_LIMIT", repr(raised.value)
+    assert "ExternalSorter" in raised.value.message, raised.value.message
+    _assert_small_queries_run(port)

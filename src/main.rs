@@ -107,13 +107,7 @@ mod production {
             command => command,
         };
         init_logging(cli.log_json);
-        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-            Ok(runtime) => runtime,
-            Err(error) => {
-                eprintln!("fireball: cannot start the runtime: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let Some(runtime) = runtime("fireball", true) else { return ExitCode::FAILURE };
         let result = runtime.block_on(async {
             match command {
                 Command::Server { etc } => run_server(etc).await,
@@ -159,13 +153,7 @@ mod production {
             }
         };
         let partitions = partitions.unwrap_or_else(|| fireball::runtime::available_processors() as usize);
-        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-            Ok(runtime) => runtime,
-            Err(error) => {
-                eprintln!("fireball datafusion: cannot start the runtime: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let Some(runtime) = runtime("fireball datafusion", true) else { return ExitCode::FAILURE };
         let clock = Clock::new();
         let started_ms = clock.now_ms();
         match runtime.block_on(fireball::engine::run_single_process(sql.trim().trim_end_matches(';'), schema, partitions)) {
@@ -193,13 +181,7 @@ mod production {
             },
             (None, None) => None,
         };
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(runtime) => runtime,
-            Err(error) => {
-                eprintln!("fireball cli: cannot start the runtime: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let Some(runtime) = runtime("fireball cli", false) else { return ExitCode::FAILURE };
         let result = runtime.block_on(async {
             match statements {
                 Some(text) => {
@@ -221,6 +203,14 @@ mod production {
                 ExitCode::FAILURE
             }
         }
+    }
+
+    /// A tokio runtime (`multi_thread` or on this thread only); `None`, said on stderr, if the
+    /// OS refuses one.
+    fn runtime(program: &str, multi_thread: bool) -> Option<tokio::runtime::Runtime> {
+        let mut builder =
+            if multi_thread { tokio::runtime::Builder::new_multi_thread() } else { tokio::runtime::Builder::new_current_thread() };
+        builder.enable_all().build().map_err(|error| eprintln!("{program}: cannot start the runtime: {error}")).ok()
     }
 
     fn init_logging(json: bool) {

@@ -48,7 +48,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "support"))
 TPCH_DIR = pathlib.Path(__file__).resolve().parents[1] / "tpch"
 sys.path.insert(0, str(TPCH_DIR))
 from compare import compare as compare_tpch  # noqa: E402
-from harness import stop as _stop, time_limit  # noqa: E402
+from harness import stop as _stop, time_limit, write_server_etc  # noqa: E402
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 60
@@ -202,27 +202,16 @@ class Cluster:
 
 
 def _write_etc(cluster, name, ports):
-    rm_list = ",".join(f"http://{HOST}:{ports[rm]}" for rm in RESOURCE_MANAGERS)
-    node_dir = cluster.root / name
-    etc = node_dir / "etc"
-    etc.mkdir(parents=True)
-    (etc / "node.properties").write_text(
-        f"node.environment=test\nnode.id={name}\nnode.internal-address={HOST}\nnode.data-dir={node_dir / 'data'}\n"
-    )
-    common = (
-        f"http-server.http.port={ports[name]}\nhttp-server.bind-address={HOST}\nresource-manager-enabled=true\n"
+    role = "resource-manager" if name in RESOURCE_MANAGERS else "coordinator" if name in COORDINATORS else "worker"
+    extra = (
         f"query.max-concurrent-queries={CONCURRENCY_LIMIT}\n"
         "concurrency-threshold-to-enable-resource-group-refresh=0\n"
         "internal-communication.request-timeout=2s\n"
     )
-    if name in RESOURCE_MANAGERS:
-        role = f"resource-manager=true\ncoordinator=false\ndiscovery-server.enabled=true\ndiscovery-server.peers={rm_list}\n"
-    elif name in COORDINATORS:
-        role = f"coordinator=true\ndiscovery.uri={rm_list}\n"
-    else:
-        role = f"coordinator=false\ndiscovery.uri={rm_list}\nmemory.pool-size=1GB\n"
-    (etc / "config.properties").write_text(common + role)
-    return etc
+    if role == "worker":
+        extra += "memory.pool-size=1GB\n"
+    rm_uris = [f"http://{HOST}:{ports[rm]}" for rm in RESOURCE_MANAGERS]
+    return write_server_etc(cluster.root / name, name, role, ports[name], rm_uris, extra)
 
 
 def _wait_for_coordinator(cluster, name, deadline):
@@ -1027,16 +1016,22 @@ def test_tpch_through_nginx(cluster, nginx, capsys, client):
         sql = (TPCH_DIR / "queries" / f"{query}.sql").read_text().strip()
         connection, query_id_of = connect(nginx.port)
         started = time.monotonic()
+        cursor = connection.cursor()
         try:
-            cursor = connection.cursor()
             cursor.execute(sql)
             rows = cursor.fetchall()
             description = cursor.description
-            query_id = query_id_of(cursor)
+        except (prestodb.exceptions.PrestoQueryError, prestodb.exceptions.DatabaseError, trino.exceptions.DatabaseError) as error:
+            # A query that fails is reported with the others, not instead of them.
+            failures[query] = [f"failed: {error}"]
+            continue
         finally:
+            timings[query] = time.monotonic() - started
+            try:
+                owners[query] = cluster.coordinator_of(query_id_of(cursor))
+            except (AttributeError, KeyError, TypeError):
+                owners[query] = None
             connection.close()
-        timings[query] = time.monotonic() - started
-        owners[query] = cluster.coordinator_of(query_id)
         differences = compare_tpch(
             expected,
             [column[0] for column in description],

@@ -286,7 +286,8 @@ def datafusion_available(binary):
     except (OSError, subprocess.TimeoutExpired) as error:
         return False, repr(error)
     if probe.returncode != 0:
-        return False, (probe.stderr or probe.stdout).decode(errors="replace").strip().splitlines()[:1]
+        text = (probe.stderr or probe.stdout).decode(errors="replace").strip().splitlines()
+        return False, f"exit {probe.returncode}: {text[0] if text else 'no output'}"
     return True, None
 
 
@@ -360,9 +361,17 @@ def report(names, duck, fire, cpu, fusion, fusion_missing):
         }
     total_ratio = totals["fireball"] / totals["datafusion"] if totals["datafusion"] else None
     ok = sum(1 for name in names if fire.get(name, {}).get("correct") == "OK")
-    lines.append(("total", fmt_ms(totals["fireball"]) + ("" if complete["fireball"] else "*"),
-                  "missing" if fusion is None else fmt_ms(totals["datafusion"]) + ("" if complete["datafusion"] else "*"),
-                  fmt_ms(totals["duckdb"]) + ("" if complete["duckdb"] else "*"),
+    finished = {key: any((source or {}).get(name, {}).get("ms") is not None for name in names)
+                for key, source in (("fireball", fire), ("datafusion", fusion), ("duckdb", duck))}
+
+    def total_cell(key):
+        if not finished[key]:
+            return "-"
+        return fmt_ms(totals[key]) + ("" if complete[key] else "*")
+
+    lines.append(("total", total_cell("fireball"),
+                  "missing" if fusion is None else total_cell("datafusion"),
+                  total_cell("duckdb"),
                   "-" if total_ratio is None else f"{total_ratio:.2f}", f"{ok}/{len(names)} OK"))
     widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
     out = ["  ".join(str(cell).ljust(width) if i in (0, 5) else str(cell).rjust(width)

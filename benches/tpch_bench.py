@@ -359,7 +359,12 @@ def report(names, duck, fire, cpu, fusion, fusion_missing):
             "duckdb_error": d.get("error"),
             "fireball_over_datafusion": ratio,
         }
-    total_ratio = totals["fireball"] / totals["datafusion"] if totals["datafusion"] else None
+    # The total ratio only over the queries both finished, so that a failure on one side does
+    # not flatter or penalise the other.
+    both = [name for name in names
+            if fire.get(name, {}).get("ms") is not None and (fusion or {}).get(name, {}).get("ms") is not None]
+    both_df = sum(fusion[name]["ms"] for name in both)
+    total_ratio = sum(fire[name]["ms"] for name in both) / both_df if both and both_df else None
     ok = sum(1 for name in names if fire.get(name, {}).get("correct") == "OK")
     finished = {key: any((source or {}).get(name, {}).get("ms") is not None for name in names)
                 for key, source in (("fireball", fire), ("datafusion", fusion), ("duckdb", duck))}
@@ -381,7 +386,8 @@ def report(names, duck, fire, cpu, fusion, fusion_missing):
     out.insert(len(out) - 1, "  ".join("-" * width for width in widths))
     print("\n".join(out))
     if not all(complete.values()):
-        print("* a total over the queries that finished (others failed or timed out)")
+        print("* a total over the queries that finished (others failed or timed out); the total "
+              f"fireball/DF ratio is over the {len(both)} queries both finished")
     if fusion is None:
         print(f"DataFusion column missing: {fusion_missing}")
     else:

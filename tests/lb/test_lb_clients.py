@@ -2,7 +2,10 @@
 
 What a user of a disaggregated fireball cluster does: point prestodb, trino or PyHive at one
 address (an nginx round-robin over the coordinators) and expect queries to return the right rows,
-cluster-wide limits to hold whichever coordinator took the query, and cancel() to work.
+cluster-wide limits to hold whichever coordinator took the query, and cancel() to work. Real SQL
+too: TPC-H q01, q03, q06, q10 and q18 on `tpch.tiny` through prestodb and trino agree with the
+DuckDB oracle (tests/tpch/expected/sf0.01, compared by tests/tpch/compare.py) whichever
+coordinator nginx gave them to.
 
 Topology: 2 resource managers, 3 coordinators, 2 workers, each a separate `fireball server --etc
 DIR` process (the etc/ files are written the way tests/cluster_processes.rs writes them), plus one
@@ -41,7 +44,11 @@ from pyhive import presto as pyhive_presto
 
 # tests/support (shared with the other client tests) is not on pytest's default sys.path.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "support"))
-from harness import stop as _stop, time_limit  # noqa: E402
+# tests/tpch: compare.py, the oracle's comparison of a result with its expected JSON.
+TPCH_DIR = pathlib.Path(__file__).resolve().parents[1] / "tpch"
+sys.path.insert(0, str(TPCH_DIR))
+from compare import compare as compare_tpch  # noqa: E402
+from harness import stop as _stop, time_limit, write_server_etc  # noqa: E402
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 60
@@ -62,6 +69,11 @@ CONCURRENCY_LIMIT = 3
 # limit + 2. The numbers actually seen are printed; in practice they stay at or near the limit.
 OVERSHOOT_TOLERANCE = len(COORDINATORS) - 1
 
+
+# TPC-H through nginx (test_tpch_through_nginx): a few of the 22 that between them scan, join,
+# aggregate, sort, use a subquery and LIMIT, compared with the DuckDB oracle at sf 0.01.
+TPCH_QUERIES = ("q01", "q03", "q06", "q10", "q18")
+TPCH_EXPECTED_DIR = TPCH_DIR / "expected" / "sf0.01"
 
 BATCH_QUERIES_PER_CLIENT = 5
 BATCH_RUN_TIME = "2s"
@@ -190,27 +202,16 @@ class Cluster:
 
 
 def _write_etc(cluster, name, ports):
-    rm_list = ",".join(f"http://{HOST}:{ports[rm]}" for rm in RESOURCE_MANAGERS)
-    node_dir = cluster.root / name
-    etc = node_dir / "etc"
-    etc.mkdir(parents=True)
-    (etc / "node.properties").write_text(
-        f"node.environment=test\nnode.id={name}\nnode.internal-address={HOST}\nnode.data-dir={node_dir / 'data'}\n"
-    )
-    common = (
-        f"http-server.http.port={ports[name]}\nhttp-server.bind-address={HOST}\nresource-manager-enabled=true\n"
+    role = "resource-manager" if name in RESOURCE_MANAGERS else "coordinator" if name in COORDINATORS else "worker"
+    extra = (
         f"query.max-concurrent-queries={CONCURRENCY_LIMIT}\n"
         "concurrency-threshold-to-enable-resource-group-refresh=0\n"
         "internal-communication.request-timeout=2s\n"
     )
-    if name in RESOURCE_MANAGERS:
-        role = f"resource-manager=true\ncoordinator=false\ndiscovery-server.enabled=true\ndiscovery-server.peers={rm_list}\n"
-    elif name in COORDINATORS:
-        role = f"coordinator=true\ndiscovery.uri={rm_list}\n"
-    else:
-        role = f"coordinator=false\ndiscovery.uri={rm_list}\nmemory.pool-size=1GB\n"
-    (etc / "config.properties").write_text(common + role)
-    return etc
+    if role == "worker":
+        extra += "memory.pool-size=1GB\n"
+    rm_uris = [f"http://{HOST}:{ports[rm]}" for rm in RESOURCE_MANAGERS]
+    return write_server_etc(cluster.root / name, name, role, ports[name], rm_uris, extra)
 
 
 def _wait_for_coordinator(cluster, name, deadline):
@@ -977,3 +978,79 @@ def test_query_info_through_nginx_from_every_coordinator(cluster, nginx):
         assert info.get("errorCode", {}).get("name") == "USER_CANCELED", info
     finally:
         _cancel_on_owner(cluster, page["id"])
+
+
+# ---------------------------------------------------------------------------------------------
+# TPC-H through nginx on the multi-process cluster
+# ---------------------------------------------------------------------------------------------
+
+
+def _tpch_prestodb(port):
+    connection = prestodb.dbapi.connect(
+        host=HOST, port=port, user="lb-tpch-prestodb", catalog="tpch", schema="tiny", request_timeout=60
+    )
+    return connection, lambda cursor: cursor.stats["queryId"]
+
+
+def _tpch_trino(port):
+    connection = trino.dbapi.connect(
+        host=HOST, port=port, user="lb-tpch-trino", catalog="tpch", schema="tiny", http_scheme="http", request_timeout=60
+    )
+    return connection, lambda cursor: cursor.query_id
+
+
+@pytest.mark.parametrize("client", ["prestodb", "trino"])
+def test_tpch_through_nginx(cluster, nginx, capsys, client):
+    """TPC-H q01, q03, q06, q10, q18 (session tpch.tiny) through nginx: each result agrees with the
+    DuckDB oracle (tests/tpch/expected/sf0.01, compared by tests/tpch/compare.py: columns, types,
+    values within 1e-9, ORDER BY order), and the queries were owned by more than one coordinator
+    (nginx's round-robin spreads the POSTs; the leaf tasks ran on the workers whichever
+    coordinator planned them)."""
+    connect = {"prestodb": _tpch_prestodb, "trino": _tpch_trino}[client]
+    failures = {}
+    owners = {}
+    timings = {}
+    log_start = len(nginx.access_log())
+    for query in TPCH_QUERIES:
+        expected = json.loads((TPCH_EXPECTED_DIR / f"{query}.json").read_text())
+        sql = (TPCH_DIR / "queries" / f"{query}.sql").read_text().strip()
+        connection, query_id_of = connect(nginx.port)
+        started = time.monotonic()
+        cursor = connection.cursor()
+        try:
+            cursor.execute(sql)
+            rows = cursor.fetchall()
+            description = cursor.description
+        except (prestodb.exceptions.PrestoQueryError, prestodb.exceptions.DatabaseError, trino.exceptions.DatabaseError) as error:
+            # A query that fails is reported with the others, not instead of them.
+            failures[query] = [f"failed: {error}"]
+            continue
+        finally:
+            timings[query] = time.monotonic() - started
+            try:
+                owners[query] = cluster.coordinator_of(query_id_of(cursor))
+            except (AttributeError, KeyError, TypeError):
+                owners[query] = None
+            connection.close()
+        differences = compare_tpch(
+            expected,
+            [column[0] for column in description],
+            rows,
+            expected["ordered"],
+            actual_types=[column[1] for column in description],
+        )
+        if differences:
+            failures[query] = differences
+    assert not failures, f"{client} through nginx: " + "\n".join(
+        f"{query} (on {owners[query]}): " + "\n  ".join(differences) for query, differences in failures.items()
+    )
+    assert None not in owners.values(), f"a query id with an unknown coordinator suffix: {owners}"
+    spread = collections.Counter(owners.values())
+    assert len(spread) > 1, f"every TPC-H query landed on one coordinator: {owners}"
+    posts = nginx.upstreams_for("POST", "/v1/statement", since_line=log_start)
+    assert sum(posts.values()) == len(TPCH_QUERIES), f"expected one POST per query through nginx: {dict(posts)}"
+    _report(
+        capsys,
+        f"tpch[{client}] via nginx: {', '.join(f'{q} on {owners[q]} {timings[q]:.2f} s' for q in TPCH_QUERIES)}; "
+        f"all agree with the oracle; per coordinator {dict(sorted(spread.items()))}",
+    )

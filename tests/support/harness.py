@@ -200,3 +200,37 @@ def start_local_cluster(binary, log_dir, startup_timeout_s, extra_args=()):
             if not exited_early:
                 break  # alive but never ready: another attempt would only double the wait
     raise ClusterStartError("fireball local did not become ready:\n" + "\n\n".join(failures))
+
+
+# ---------------------------------------------------------------------------------------------
+# `fireball server --etc DIR`: one node per process
+# ---------------------------------------------------------------------------------------------
+
+
+def write_server_etc(node_dir, name, role, port, rm_uris, extra=""):
+    """Writes NODE_DIR/etc for one `fireball server --etc NODE_DIR/etc` process and returns it.
+
+    role: "resource-manager", "coordinator" or "worker"; rm_uris: every RM's http://HOST:PORT
+    (the RMs' discovery peers, everyone else's discovery.uri); extra: more config.properties
+    lines (each ending in a newline). The files are written the way tests/cluster_processes.rs
+    writes them; used by tests/lb and benches/tpch_bench.py.
+    """
+    rm_list = ",".join(rm_uris)
+    etc = node_dir / "etc"
+    etc.mkdir(parents=True)
+    (etc / "node.properties").write_text(
+        f"node.environment=test\nnode.id={name}\nnode.internal-address={HOST}\nnode.data-dir={node_dir / 'data'}\n"
+    )
+    common = (
+        f"http-server.http.port={port}\nhttp-server.bind-address={HOST}\nresource-manager-enabled=true\n"
+    )
+    if role == "resource-manager":
+        role_lines = f"resource-manager=true\ncoordinator=false\ndiscovery-server.enabled=true\ndiscovery-server.peers={rm_list}\n"
+    elif role == "coordinator":
+        role_lines = f"coordinator=true\ndiscovery.uri={rm_list}\n"
+    elif role == "worker":
+        role_lines = f"coordinator=false\ndiscovery.uri={rm_list}\n"
+    else:
+        raise ValueError(f"unknown role {role!r}")
+    (etc / "config.properties").write_text(common + extra + role_lines)
+    return etc

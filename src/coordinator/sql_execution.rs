@@ -56,6 +56,7 @@ mod production {
             workers.iter().map(|worker| NodeRow { node_id: worker.node_id.clone(), http_uri: worker.uri.clone(), coordinator: false }).collect();
         nodes.push(NodeRow { node_id: coordinator.node_id().to_string(), http_uri: coordinator.config().self_uri(), coordinator: true });
         let runner = Arc::new(Runner {
+            io: tokio::runtime::Handle::current(),
             coordinator: coordinator.clone(),
             query_id: query_id.to_string(),
             workers: workers.clone(),
@@ -74,20 +75,71 @@ mod production {
             spill_enabled: coordinator.config().spill_enabled,
             runner,
         };
-        let mut output = engine::execute(sql, context).await?;
-        coordinator.apply(Input::Columns { query_id: query_id.to_string(), columns: std::mem::take(&mut output.columns) });
-        while let Some(batch) = output.batches.next().await {
-            let batch = batch.map_err(|error| engine::errors::failure(&error))?;
-            if batch.num_rows() == 0 {
-                continue;
+        // The plan runs on the engine's threads (its joins and aggregations compute inside `poll`);
+        // this driver, on the node's runtime, hands what it produces to the manager. Dropping
+        // this future (the query ended) closes the channel, which stops the plan.
+        let (results, mut received) = mpsc::channel::<Produced>(2);
+        let sql = sql.to_string();
+        let plan = crate::runtime::spawn_engine(tracing::Instrument::in_current_span(produce(sql, context, results)));
+        let _stop_plan = AbortOnDrop(plan);
+        while let Some(produced) = received.recv().await {
+            match produced {
+                Produced::Columns(columns) => {
+                    coordinator.apply(Input::Columns { query_id: query_id.to_string(), columns });
+                }
+                Produced::Rows(rows) => {
+                    if !wait_for_buffer_room(coordinator, query_id).await {
+                        return Ok(()); // the query ended meanwhile
+                    }
+                    coordinator.apply(Input::TaskOutput { query_id: query_id.to_string(), rows, task_done: false });
+                }
+                Produced::Failed(failure) => return Err(failure),
             }
-            let rows = engine::values::rows(&batch).map_err(|message| QueryFailure::new(GENERIC_INTERNAL_ERROR, message))?;
-            if !wait_for_buffer_room(coordinator, query_id).await {
-                return Ok(()); // the query ended meanwhile
-            }
-            coordinator.apply(Input::TaskOutput { query_id: query_id.to_string(), rows, task_done: false });
         }
         Ok(())
+    }
+
+    enum Produced {
+        Columns(Vec<crate::protocol::Column>),
+        Rows(Vec<Vec<serde_json::Value>>),
+        Failed(QueryFailure),
+    }
+
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+
+    /// Plans and runs the statement, sending its columns and then its rows; stops when the
+    /// receiver is gone.
+    async fn produce(sql: String, context: QueryContext, results: mpsc::Sender<Produced>) {
+        let mut output = match engine::execute(&sql, context).await {
+            Ok(output) => output,
+            Err(failure) => {
+                let _ = results.send(Produced::Failed(failure)).await;
+                return;
+            }
+        };
+        if results.send(Produced::Columns(std::mem::take(&mut output.columns))).await.is_err() {
+            return;
+        }
+        while let Some(batch) = output.batches.next().await {
+            let produced = match batch {
+                Ok(batch) if batch.num_rows() == 0 => continue,
+                Ok(batch) => match engine::values::rows(&batch) {
+                    Ok(rows) => Produced::Rows(rows),
+                    Err(message) => Produced::Failed(QueryFailure::new(GENERIC_INTERNAL_ERROR, message)),
+                },
+                Err(error) => Produced::Failed(engine::errors::failure(&error)),
+            };
+            let failed = matches!(produced, Produced::Failed(_));
+            if results.send(produced).await.is_err() || failed {
+                return;
+            }
+        }
     }
 
     /// Waits while the client has not read enough; `false` once the query ended.
@@ -106,6 +158,8 @@ mod production {
 
     /// Runs a query's leaf fragments as tasks on the workers.
     struct Runner {
+        /// The node's runtime, where leaf drivers (HTTP, no computing) run.
+        io: tokio::runtime::Handle,
         coordinator: Coordinator,
         query_id: String,
         workers: Vec<WorkerView>,
@@ -143,7 +197,7 @@ mod production {
                 request,
                 candidates,
             };
-            crate::runtime::spawn(tracing::Instrument::in_current_span(drive(driver, pages)));
+            self.io.spawn(tracing::Instrument::in_current_span(drive(driver, pages)));
             receiver
         }
     }

@@ -38,7 +38,17 @@ impl Executor for LeafExecutor {
     fn run(&self, request: TaskRequest, task: TaskHandle) -> Run {
         match request.fragment.clone() {
             None => SyntheticExecutor.run(request, task),
-            Some(fragment) => Box::pin(run(fragment, task)),
+            // On the engine's threads: a scan computes inside `poll` (see `runtime::spawn_engine`).
+            Some(fragment) => Box::pin(async move {
+                let task_id = task.task_id().to_string();
+                match crate::runtime::spawn_engine(tracing::Instrument::in_current_span(run(fragment, task))).await {
+                    Ok(outcome) => outcome,
+                    Err(error) => Outcome::Failed(TaskRejection {
+                        error_name: crate::protocol::errors::GENERIC_INTERNAL_ERROR.name.to_string(),
+                        message: format!("leaf task {task_id} stopped: {error}"),
+                    }),
+                }
+            }),
         }
     }
 }

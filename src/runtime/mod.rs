@@ -53,6 +53,29 @@ where
     tokio::spawn(future)
 }
 
+/// Spawns CPU-bound work (the SQL engine's operators, which compute inside `poll`) on the
+/// engine's own runtime, so it never holds the threads that serve the node's HTTP, heartbeats and
+/// task polls: on one shared runtime a busy worker stopped answering task creates within the
+/// request timeout. The engine runtime has [`available_processors`] threads and lives as long as
+/// the process. Production builds only: the simulation has no SQL engine.
+#[cfg(not(madsim))]
+pub fn spawn_engine<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    static ENGINE: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
+    let engine = ENGINE.get_or_init(|| {
+        let threads = usize::try_from(available_processors()).unwrap_or(1).max(1);
+        let built = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).thread_name("fireball-engine").enable_all().build();
+        built.map_err(|error| tracing::error!(%error, "cannot start the engine runtime; SQL runs on the node's")).ok()
+    });
+    match engine {
+        Some(runtime) => runtime.spawn(future),
+        None => tokio::spawn(future),
+    }
+}
+
 /// Sleeps for `duration_ms` of (possibly simulated) time.
 pub async fn sleep_ms(duration_ms: u64) {
     tokio::time::sleep(std::time::Duration::from_millis(duration_ms)).await;

@@ -87,7 +87,7 @@ async fn pages(fragment: &LeafFragment, task: &TaskHandle) -> Result<Option<Vec<
     let catalog = datafusion::catalog::MemoryCatalogProvider::new();
     datafusion::catalog::CatalogProvider::register_schema(&catalog, &fragment.schema, Arc::new(schema)).map_err(failure)?;
     context.register_catalog(&fragment.catalog, Arc::new(catalog));
-    let frame = context.sql(&fragment.sql).await.map_err(|error| super::errors::failure(&error))?;
+    let frame = context.sql_with_options(&fragment.sql, super::read_only()).await.map_err(|error| super::errors::failure(&error))?;
     let mut stream = frame.execute_stream().await.map_err(|error| super::errors::failure(&error))?;
     let schema = stream.schema();
     let mut pages = Vec::new();

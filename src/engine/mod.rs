@@ -101,6 +101,7 @@ async fn run(session: &SessionContext, sql: &str) -> Result<Output, QueryFailure
         names = Some(names::output_names(ast));
     }
     let plan = state.statement_to_plan(statement).await.map_err(failure)?;
+    read_only().verify_plan(&plan).map_err(failure)?;
     let frame = session.execute_logical_plan(plan).await.map_err(failure)?;
     let batches = frame.execute_stream().await.map_err(failure)?;
     let mut columns = values::columns(&batches.schema());
@@ -125,6 +126,13 @@ pub(crate) fn memory_limited_runtime(
         .with_memory_pool(std::sync::Arc::new(datafusion::execution::memory_pool::GreedyMemoryPool::new(limit)))
         .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(mode))
         .build_arc()
+}
+
+/// What a statement may do: read. DataFusion's own DDL (`CREATE EXTERNAL TABLE` reads any file
+/// the node can), DML (`COPY … TO` writes one) and `SET` are refused, on the coordinator and in
+/// the SQL a leaf task runs, even inside `EXPLAIN ANALYZE`.
+pub(crate) fn read_only() -> datafusion::execution::context::SQLOptions {
+    datafusion::execution::context::SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
 }
 
 pub(crate) fn config(catalog: Option<&str>, schema: Option<&str>, partitions: usize) -> SessionConfig {

@@ -347,3 +347,48 @@ def test_prestos_functions_that_datafusion_lacks(port):
     )
     assert "error" not in page, page.get("error")
     assert rows == [[2, "big", None, "q"]]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "COPY (SELECT 1) TO '{path}'",
+        "EXPLAIN ANALYZE COPY (SELECT 1) TO '{path}'",
+        "CREATE EXTERNAL TABLE leak STORED AS CSV LOCATION '{path}'",
+    ],
+)
+def test_datafusions_own_file_statements_are_refused(port, tmp_path, statement):
+    """DataFusion's SQL can read and write files (COPY, CREATE EXTERNAL TABLE); fireball's
+    statements only read its catalogs, so these fail and touch nothing."""
+    target = tmp_path / "written.csv"
+    _, _, page = http_query(port, statement.format(path=target))
+    assert "error" in page, page
+    assert not target.exists()
+    _assert_healthy(port)
+
+
+def test_a_forged_leaf_task_cannot_write_files(cluster, tmp_path):
+    """A leaf task's SQL is read-only on the worker too (until internal authentication lands,
+    anyone who reaches a worker can post a task)."""
+    from harness import http_json
+
+    target = tmp_path / "from-worker.csv"
+    worker_port = cluster.base_port + 200
+    task = {
+        "query_id": "forged", "coordinator_id": "nobody", "task_index": 0, "run_time_ms": 0, "memory_bytes": 0,
+        "first_row": 0, "row_count": 0,
+        "fragment": {"catalog": "tpch", "schema": "tiny", "table": "nation", "column_naming": "SIMPLIFIED",
+                     "split": 0, "splits": 1, "sql": f"COPY (SELECT 1) TO '{target}'"},
+    }
+    url = f"http://{HOST}:{worker_port}/v1/task/forged.1.0"
+    http_json("POST", url, body=json.dumps(task).encode(), headers={"Content-Type": "application/json"})
+    import time
+
+    deadline = time.monotonic() + 20
+    while True:
+        _, status = http_json("GET", url)
+        if status["state"] not in ("RUNNING", "BLOCKED") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert status["state"] == "FAILED", status
+    assert not target.exists()

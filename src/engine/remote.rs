@@ -94,16 +94,16 @@ impl TableProvider for RemoteTable {
         let sql = self.leaf_sql(&projected, filters, limit);
         let fragments: Vec<LeafFragment> = (0..self.splits)
             .map(|split| LeafFragment {
-                    catalog: self.catalog.clone(),
-                    schema: self.schema_name.clone(),
-                    table: self.table.clone(),
-                    column_naming: match self.naming {
-                        ColumnNaming::Simplified => "SIMPLIFIED".to_string(),
-                        ColumnNaming::Standard => "STANDARD".to_string(),
-                    },
-                    split,
-                    splits: self.splits,
-                    sql: sql.clone(),
+                catalog: self.catalog.clone(),
+                schema: self.schema_name.clone(),
+                table: self.table.clone(),
+                column_naming: match self.naming {
+                    ColumnNaming::Simplified => "SIMPLIFIED".to_string(),
+                    ColumnNaming::Standard => "STANDARD".to_string(),
+                },
+                split,
+                splits: self.splits,
+                sql: sql.clone(),
             })
             .collect();
         let runner = self.runner.clone();

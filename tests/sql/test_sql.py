@@ -17,7 +17,6 @@ import sys
 import warnings
 
 import pandas
-import prestodb
 import pytest
 import sqlalchemy
 import trino
@@ -28,6 +27,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tpch"))
 from compare import compare  # noqa: E402
 from sql_support import HOST, REQUEST_TIMEOUT_S, http_query, start_cluster  # noqa: E402
+import dbapi  # noqa: E402  (tests/support, on the path through sql_support)
 
 TPCH_DIR = HERE.parent / "tpch"
 TPCH_TABLES = ["customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier"]
@@ -59,43 +59,17 @@ def engine(port):
         engine.dispose()
 
 
-def _trino_connect(port):
-    return trino.dbapi.connect(
-        host=HOST,
-        port=port,
-        user="sql-tests-trino",
-        catalog="tpch",
-        schema="tiny",
-        http_scheme="http",
-        request_timeout=REQUEST_TIMEOUT_S,
-    )
-
-
-def _prestodb_connect(port):
-    return prestodb.dbapi.connect(
-        host=HOST,
-        port=port,
-        user="sql-tests-prestodb",
-        catalog="tpch",
-        schema="tiny",
-        http_scheme="http",
-        request_timeout=REQUEST_TIMEOUT_S,
-    )
-
-
-CLIENTS = {"prestodb": _prestodb_connect, "trino": _trino_connect}
+CLIENTS = {
+    name: (lambda port, name=name: dbapi.connect(name, HOST, port, f"sql-tests-{name}", timeout_s=REQUEST_TIMEOUT_S))
+    for name in ("prestodb", "trino")
+}
+_trino_connect = CLIENTS["trino"]
 
 
 def _run(connect, port, sql):
     """(column names, rows) of `sql` through a DB-API client."""
-    connection = connect(port)
-    try:
-        cursor = connection.cursor()
-        cursor.execute(sql)
-        rows = cursor.fetchall()
-        return [column[0] for column in cursor.description], [list(row) for row in rows]
-    finally:
-        connection.close()
+    names, _, rows = dbapi.run(connect(port), sql)
+    return names, rows
 
 
 def _assert_healthy(port):

@@ -19,14 +19,13 @@ import pathlib
 import sys
 import urllib.parse
 
-import prestodb
 import pytest
-import trino
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "support"))
 from compare import compare  # noqa: E402
+import dbapi  # noqa: E402
 from harness import HOST, ClusterStartError, start_local_cluster, stop, time_limit  # noqa: E402
 
 STARTUP_TIMEOUT_S = 60
@@ -87,43 +86,18 @@ def _guard_each_test(endpoint, request, capsys):
             print(cluster.logs(since=log_sizes))
 
 
-def _prestodb_connect(endpoint):
-    return prestodb.dbapi.connect(
-        host=endpoint.host,
-        port=endpoint.port,
-        user="tpch-prestodb",
-        catalog="tpch",
-        schema=SCHEMA,
-        http_scheme=endpoint.scheme,
-        request_timeout=REQUEST_TIMEOUT_S,
+CLIENTS = {
+    name: (
+        lambda endpoint, name=name: dbapi.connect(
+            name, endpoint.host, endpoint.port, f"tpch-{name}", schema=SCHEMA, scheme=endpoint.scheme, timeout_s=REQUEST_TIMEOUT_S
+        )
     )
-
-
-def _trino_connect(endpoint):
-    return trino.dbapi.connect(
-        host=endpoint.host,
-        port=endpoint.port,
-        user="tpch-trino",
-        catalog="tpch",
-        schema=SCHEMA,
-        http_scheme=endpoint.scheme,
-        request_timeout=REQUEST_TIMEOUT_S,
-    )
-
-
-CLIENTS = {"prestodb": _prestodb_connect, "trino": _trino_connect}
+    for name in ("prestodb", "trino")
+}
 
 
 def _run(connect, endpoint, sql):
-    connection = connect(endpoint)
-    try:
-        cursor = connection.cursor()
-        cursor.execute(sql)
-        rows = cursor.fetchall()
-        description = cursor.description
-    finally:
-        connection.close()
-    return [column[0] for column in description], [column[1] for column in description], rows
+    return dbapi.run(connect(endpoint), sql)
 
 
 @pytest.mark.parametrize("client", list(CLIENTS))

@@ -8,6 +8,8 @@ use crate::metrics::Metrics;
 use crate::runtime::http_client::HttpClient;
 use crate::runtime::rng::NodeRng;
 use crate::runtime::Clock;
+use crate::security::internal::InternalAuth;
+use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct NodeContext {
@@ -19,14 +21,18 @@ pub struct NodeContext {
     pub metrics: Metrics,
     /// Seeded by madsim in simulation, from the OS in production.
     pub rng: NodeRng,
+    /// Signs this node's requests and checks its callers', when a shared secret is configured.
+    pub auth: Option<Arc<InternalAuth>>,
 }
 
 impl NodeContext {
     /// The context a node runs with: a fresh client, registry and RNG for `config`.
     pub fn new(config: NodeConfig, clock: Clock) -> NodeContext {
-        let client = HttpClient::new(config.node_id.clone(), config.request_timeout_ms, config.request_retries_max);
+        let auth = config.shared_secret.as_ref().map(|secret| Arc::new(InternalAuth::new(secret, &config.node_id, clock.clone())));
+        let signer = crate::security::internal::signer(&auth);
+        let client = HttpClient::signed(config.node_id.clone(), config.request_timeout_ms, config.request_retries_max, signer);
         let metrics = Metrics::new(&config.node_id, config.role, clock.clone());
-        NodeContext { config, clock, client, metrics, rng: NodeRng::from_entropy() }
+        NodeContext { config, clock, client, metrics, rng: NodeRng::from_entropy(), auth }
     }
 
     pub fn now_ms(&self) -> u64 {

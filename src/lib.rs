@@ -21,6 +21,8 @@
 //! - [`discovery`]: the replicated discovery store and the node-side announcer.
 //! - [`metrics`]: per-node Prometheus metrics at `/metrics`; the router reads role state only
 //!   through a closure `node` hands it.
+//! - [`security`]: internal authentication (tokens signed with the shared secret, the middleware
+//!   that checks them on internal endpoints).
 //! - [`context`]: what every role is built from (config, clock, client, metrics, rng).
 //! - [`snapshot_sender`]: sending the newest snapshot (heartbeats, replication) to every RM, one
 //!   latest-value mailbox per RM.
@@ -60,6 +62,7 @@ pub mod rest;
 pub mod resource_groups;
 pub mod resource_manager;
 pub mod runtime;
+pub mod security;
 pub mod snapshot_sender;
 pub mod sql;
 pub mod wire;

@@ -3,7 +3,10 @@
 //! would write in `etc/`.
 
 use crate::config::properties::Properties;
-use crate::config::{NodeConfig, Role};
+use crate::config::{NodeConfig, Role, SharedSecret};
+
+/// The property that holds the cluster's internal secret.
+pub const SHARED_SECRET_PROPERTY: &str = "internal-communication.shared-secret";
 
 #[derive(Clone, Debug)]
 pub struct ClusterLayout {
@@ -43,6 +46,20 @@ impl ClusterLayout {
             }
         }
         Ok(())
+    }
+
+    /// The secret every node is given (`internal-communication.shared-secret`), if any.
+    pub fn shared_secret(&self) -> Option<SharedSecret> {
+        let (_, secret) = self.properties.iter().rev().find(|(key, _)| key == SHARED_SECRET_PROPERTY)?;
+        SharedSecret::new(secret.clone()).ok()
+    }
+
+    /// Gives every node the secret `make` returns, unless the properties already set one: a
+    /// local or simulated cluster authenticates its internal traffic as a production one should.
+    pub fn ensure_shared_secret(&mut self, make: impl FnOnce() -> String) {
+        if !self.properties.iter().any(|(key, _)| key == SHARED_SECRET_PROPERTY) {
+            self.properties.push((SHARED_SECRET_PROPERTY.to_string(), make()));
+        }
     }
 
     /// `rm-1`, `coordinator-2`, `worker-3`: the names scenarios and logs use.

@@ -120,6 +120,12 @@ mod production {
                             .ok_or_else(|| format!("--property {property:?}: expected NAME=VALUE"))?;
                         layout.properties.push((name.trim().to_string(), value.trim().to_string()));
                     }
+                    // A fresh secret per run (hex of 128 random bits); `--property
+                    // internal-communication.shared-secret=...` sets a known one instead.
+                    layout.ensure_shared_secret(|| {
+                        let rng = fireball::runtime::rng::NodeRng::from_entropy();
+                        format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
+                    });
                     layout.resource_groups_json = Some(match resource_groups {
                         Some(path) => std::fs::read_to_string(&path)
                             .map_err(|error| format!("--resource-groups {}: {error}", path.display()))?,

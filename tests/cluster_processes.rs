@@ -127,9 +127,15 @@ async fn processes_share_the_limit_and_survive_losing_an_rm() {
 }
 
 /// Garbage from a peer or a client gets a clear 4xx and changes nothing.
-async fn misbehaving_peers_get_clear_errors(http: &HttpClient, cluster: &Cluster) {
+async fn misbehaving_peers_get_clear_errors(unsigned: &HttpClient, cluster: &Cluster) {
     use fireball::runtime::http_client::Request;
     use hyper::Method;
+    let rm = &cluster.uris["rm-1"];
+    // Unsigned, a heartbeat is not even read: 401 (the cluster has a shared secret).
+    let answer = unsigned.send(Request::new(Method::POST, format!("{rm}/v1/resourcemanager/queryHeartbeat"), MessageKind::Other).text("{}")).await;
+    assert_eq!(answer.expect("the RM answers").status, 401);
+    // Signed but malformed: a clear 4xx.
+    let http = &processes::internal_client("coordinator-1", 5_000);
     let send = |method: Method, url: String, body: &str, headers: &[(&str, &str)]| {
         let mut request = Request::new(method, url, MessageKind::Other).text(body.to_string()).timeout_ms(5_000);
         for (name, value) in headers {
@@ -139,7 +145,6 @@ async fn misbehaving_peers_get_clear_errors(http: &HttpClient, cluster: &Cluster
         async move { http.send(request).await.expect("the node answers") }
     };
     let json = [("content-type", "application/json")];
-    let rm = &cluster.uris["rm-1"];
     let answer = send(Method::POST, format!("{rm}/v1/resourcemanager/queryHeartbeat"), "{\"nonsense\": 1}", &json).await;
     assert!((400..500).contains(&answer.status), "bad heartbeat: {}", answer.status);
     let answer = send(Method::POST, format!("{rm}/v1/resourcemanager/nodeHeartbeat"), "not json at all", &json).await;
@@ -244,8 +249,9 @@ async fn metrics_after_queries(http: &HttpClient, cluster: &Cluster, queries: us
 
 async fn scenario(cluster: &mut Cluster) {
     let http = HttpClient::new("test", 2_000, 0);
-    wait_for_workers(&http, &cluster.uris["rm-1"]).await;
-    wait_for_workers(&http, &cluster.uris["rm-2"]).await;
+    let internal = processes::internal_client("test", 2_000);
+    wait_for_workers(&internal, &cluster.uris["rm-1"]).await;
+    wait_for_workers(&internal, &cluster.uris["rm-2"]).await;
     misbehaving_peers_get_clear_errors(&http, cluster).await;
     let coordinators = vec![cluster.uris["coordinator-1"].clone(), cluster.uris["coordinator-2"].clone()];
 

@@ -179,13 +179,18 @@ async fn rest_endpoints_proxy_kill_and_shut_down_across_processes() {
     let first = client.submit(&c1, sql).await.expect("submitted");
     let running = tokio::spawn(async move { client.follow(first).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let wrong = send(&http, Method::PUT, format!("{c1}/v1/info/state"), "\"SLEEP\"").await;
+    // Stopping a node is an internal request: an unsigned one is refused, the operator's
+    // (signed with the shared secret) is taken.
+    let unsigned = send(&http, Method::PUT, format!("{c1}/v1/info/state"), "\"SHUTTING_DOWN\"").await;
+    assert_eq!(unsigned.status, 401);
+    let operator = processes::internal_client("operator", 10_000);
+    let wrong = send(&operator, Method::PUT, format!("{c1}/v1/info/state"), "\"SLEEP\"").await;
     assert_eq!(wrong.status, 400);
     assert!(String::from_utf8_lossy(&wrong.body).contains("SLEEP"));
-    let started = send(&http, Method::PUT, format!("{c1}/v1/info/state"), "\"SHUTTING_DOWN\"").await;
+    let started = send(&operator, Method::PUT, format!("{c1}/v1/info/state"), "\"SHUTTING_DOWN\"").await;
     assert_eq!(started.status, 200);
     assert_eq!(json(&send(&http, Method::GET, format!("{c1}/v1/info/state"), "").await), "SHUTTING_DOWN");
-    let back = send(&http, Method::PUT, format!("{c1}/v1/info/state"), "\"ACTIVE\"").await;
+    let back = send(&operator, Method::PUT, format!("{c1}/v1/info/state"), "\"ACTIVE\"").await;
     assert_eq!(back.status, 400, "no way back from SHUTTING_DOWN");
     let refused = StatementClient::new("test-client", "carol").run(&c1, "SELECT 1").await;
     assert_eq!(refused.error_name.as_deref(), Some("SERVER_SHUTTING_DOWN"), "{refused:?}");

@@ -109,6 +109,9 @@ fn layout(loaded: &LoadedScenario) -> Result<ClusterLayout, String> {
     if let Some(json) = &loaded.resource_groups_json {
         layout.resource_groups_json = Some(json.clone());
     }
+    // Simulated clusters authenticate their internal traffic as production ones should, so every
+    // scenario runs the signing and checking code (a scenario's [config] may set its own secret).
+    layout.ensure_shared_secret(|| "simulated-cluster-shared-secret".to_string());
     layout.node_configs(|_, _| ("10.0.0.1".into(), 8080)).map(|_| layout)
 }
 

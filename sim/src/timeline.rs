@@ -9,7 +9,10 @@ use std::rc::Rc;
 use std::time::Duration as StdDuration;
 
 use fireball::config::Role;
-use fireball::runtime::http_client::{HttpClient, Request};
+use fireball::runtime::http_client::{HttpClient, Request, RequestSigner};
+use fireball::runtime::Clock;
+use fireball::security::internal::InternalAuth;
+use std::sync::Arc;
 use fireball::runtime::sim_hooks::MessageKind;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
@@ -197,8 +200,14 @@ impl Timeline {
     fn request_shutdown(&self, name: String) {
         let url = format!("{}/v1/info/state", self.cluster.node(&name).uri);
         self.trace.record_harness(HarnessEvent::ShutdownSent { node: name.clone() });
+        // The operator holds the cluster's secret, as an admin's tooling would: stopping a node
+        // is an internal request.
+        let secret = self.cluster.layout.shared_secret();
         let answer = self.operator.spawn(async move {
-            let client = HttpClient::new("operator", SHUTDOWN_REQUEST_TIMEOUT_MS, SHUTDOWN_REQUEST_RETRIES_MAX);
+            let signer = secret.map(|secret| {
+                Arc::new(InternalAuth::new(&secret, "operator", Clock::new())) as Arc<dyn RequestSigner>
+            });
+            let client = HttpClient::signed("operator", SHUTDOWN_REQUEST_TIMEOUT_MS, SHUTDOWN_REQUEST_RETRIES_MAX, signer);
             let request = Request::new(hyper::Method::PUT, url, MessageKind::Other)
                 .header("content-type", "application/json")
                 .text("\"SHUTTING_DOWN\"");

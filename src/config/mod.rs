@@ -91,11 +91,41 @@ pub struct NodeConfig {
     pub low_memory_killer: KillerConfig,
     pub request_timeout_ms: u64,
     pub request_retries_max: u32,
+    /// `internal-communication.shared-secret`: signs and checks every request between nodes.
+    /// Without it the cluster's internal endpoints are open to anyone who can reach them.
+    pub shared_secret: Option<SharedSecret>,
     /// `presto` (Presto's policy, the default) or `naive` (deliberately weakened: admits on stale
     /// counts without the freshness gate; exists to prove the simulation oracle catches it).
     pub admission_policy: AdmissionPolicyName,
     /// The resource-groups JSON (Presto's file-manager format) and where it came from, if any.
     pub resource_groups: Option<ResourceGroupsSource>,
+}
+
+/// A secret that never shows in `Debug` output (configs are logged and printed in errors).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedSecret(String);
+
+/// Shorter secrets are refused: the secret is the only thing between the network and the
+/// cluster's internal endpoints.
+pub const SHARED_SECRET_CHARS_MIN: usize = 16;
+
+impl SharedSecret {
+    pub fn new(secret: String) -> Result<SharedSecret, String> {
+        if secret.chars().count() < SHARED_SECRET_CHARS_MIN {
+            return Err(format!("must be at least {SHARED_SECRET_CHARS_MIN} characters"));
+        }
+        Ok(SharedSecret(secret))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SharedSecret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("SharedSecret(redacted)")
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,6 +208,12 @@ impl NodeConfig {
             Some(_) => reader.data_size("query.max-total-memory", "0B")?,
         };
         let low_memory_killer = low_memory_killer_config(&mut reader)?;
+        let shared_secret = match reader.string_opt("internal-communication.shared-secret") {
+            None => None,
+            Some(secret) => Some(
+                SharedSecret::new(secret).map_err(|reason| reader.error_at("internal-communication.shared-secret", &reason))?,
+            ),
+        };
         let config = NodeConfig {
             role,
             environment,
@@ -219,6 +255,7 @@ impl NodeConfig {
             low_memory_killer,
             request_timeout_ms: reader.duration("internal-communication.request-timeout", "5s")?,
             request_retries_max: reader.parse("internal-communication.max-retries", 2u32)?,
+            shared_secret,
             admission_policy: match reader.string_opt("resource-group-admission-policy").as_deref() {
                 None | Some("presto") => AdmissionPolicyName::Presto,
                 Some("naive") => AdmissionPolicyName::Naive,

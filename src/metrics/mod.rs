@@ -32,6 +32,9 @@
 //!   (retries included): the sender's side of heartbeat lag.
 //! - `fireball_heartbeats_superseded_total{kind, target}` counter: snapshots replaced by a newer
 //!   one while the previous send to that RM was still in flight (a slow or dead RM).
+//! - `fireball_internal_auth_failures_total{reason}` counter: requests refused with 401 because
+//!   they lacked a valid internal token (`missing`, `malformed`, `algorithm`, `signature`,
+//!   `claims`, `expired`, `too_long`); only with `internal-communication.shared-secret` set.
 //!
 //! Resource managers:
 //! - `fireball_heartbeats_received_total{kind, outcome}` counter: node and query heartbeats
@@ -96,6 +99,8 @@ metric!(HEARTBEAT_SEND_DURATION, "fireball_heartbeat_send_duration_seconds", His
     "Time one heartbeat fan-out send took, retries included.");
 metric!(HEARTBEATS_SUPERSEDED, "fireball_heartbeats_superseded_total", Counter, ["kind", "target"],
     "Snapshots replaced by a newer one while the previous send to that target was still in flight.");
+metric!(INTERNAL_AUTH_FAILURES, "fireball_internal_auth_failures_total", Counter, ["reason"],
+    "Requests this node refused for want of a valid internal token, by reason (missing, signature, expired ...).");
 metric!(HEARTBEATS_RECEIVED, "fireball_heartbeats_received_total", Counter, ["kind", "outcome"],
     "Heartbeats this resource manager received, by kind and outcome.");
 metric!(HEARTBEAT_AGE, "fireball_heartbeat_age_seconds", Gauge, ["kind", "node_id"],
@@ -128,7 +133,7 @@ metric!(VIEW_REFRESHES, "fireball_cluster_view_refreshes_total", Counter, ["outc
     "Cluster view polls of this coordinator, by outcome (failure: no resource manager answered).");
 
 /// Families every node shows (HELP/TYPE even before the first sample).
-const COMMON: &[&MetricDef] = &[&NODE_INFO, &HTTP_REQUEST_DURATION, &PROXY_REQUEST_DURATION, &HEARTBEATS_SENT, &HEARTBEAT_SEND_DURATION, &HEARTBEATS_SUPERSEDED];
+const COMMON: &[&MetricDef] = &[&NODE_INFO, &HTTP_REQUEST_DURATION, &PROXY_REQUEST_DURATION, &HEARTBEATS_SENT, &HEARTBEAT_SEND_DURATION, &HEARTBEATS_SUPERSEDED, &INTERNAL_AUTH_FAILURES];
 const RESOURCE_MANAGER: &[&MetricDef] = &[
     &HEARTBEATS_RECEIVED,
     &HEARTBEAT_AGE,
@@ -213,6 +218,11 @@ impl Metrics {
     /// `duration_ms`: from before the forward to after the answer's head, by [`Metrics::now_ms`].
     pub fn observe_proxy(&self, target_role: &str, status_class: &str, duration_ms: u64) {
         self.lock().registry.observe_ms(&PROXY_REQUEST_DURATION, &[target_role, status_class], duration_ms);
+    }
+
+    /// A request was refused by internal authentication (`reason`: a bounded label).
+    pub fn internal_auth_refused(&self, reason: &'static str) {
+        self.lock().registry.counter_add(&INTERNAL_AUTH_FAILURES, &[reason], 1);
     }
 
     /// One snapshot send ended (see [`crate::snapshot_sender`]).

@@ -235,6 +235,11 @@ pub async fn start_on(listener: TcpListener, context: NodeContext) -> Result<Run
     };
     let router = role_router.merge(info_router(&config, clock.clone(), lifecycle.clone())).merge(crate::metrics::http::router(metrics.clone(), scrape_levels));
     let router = if config.role == Role::Worker { router } else { router.merge(crate::console::router()) };
+    if context.auth.is_none() {
+        tracing::warn!(node = %config.node_id, "internal-communication.shared-secret is not set: anyone who can reach this node can drive it");
+    }
+    // Authentication inside the measuring layer, so refused requests are measured too.
+    let router = crate::security::internal::require_internal_auth(router, context.auth.clone(), metrics.clone());
     let server = http_server::serve(listener, crate::metrics::http::measure_requests(router, &metrics)).map_err(|error| format!("cannot serve on {bind}: {error}"))?;
     tracing::info!(node = %config.node_id, role = config.role.name(), uri = %config.self_uri(), "node started");
     Ok(RunningNode {

@@ -17,7 +17,7 @@ use axum::extract::{Path, Query as UrlQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::json;
 
 use cluster_state::{ClusterState, ClusterStateConfig, HeartbeatOutcome};
@@ -26,6 +26,7 @@ use crate::config::{NodeConfig, Role};
 use crate::discovery::store::Change;
 use crate::discovery::DiscoveryStore;
 use crate::metrics::HeartbeatReceipt;
+use crate::security::internal::{speaks_for, InternalCaller};
 use crate::snapshot_sender::SnapshotSender;
 use crate::runtime::http_client::HttpClient;
 use crate::runtime::sim_hooks::MessageKind;
@@ -147,6 +148,12 @@ impl ResourceManager {
         }
     }
 
+    /// Whether `uri` is a resource manager of this cluster: this one or a configured peer.
+    fn is_member(&self, uri: &str) -> bool {
+        let uri = uri.trim_end_matches('/');
+        uri == self.inner.config.self_uri() || self.inner.config.discovery_peers.iter().any(|peer| peer == uri)
+    }
+
     fn peers(&self) -> Vec<String> {
         let own = self.inner.config.self_uri();
         self.inner.config.discovery_peers.iter().filter(|peer| **peer != own).cloned().collect()
@@ -189,9 +196,26 @@ impl ResourceManager {
     }
 }
 
-async fn announce(State(rm): State<ResourceManager>, Path(node_id): Path<String>, Json(announcement): Json<Announcement>) -> Response {
+async fn announce(
+    State(rm): State<ResourceManager>,
+    Path(node_id): Path<String>,
+    caller: Option<Extension<InternalCaller>>,
+    Json(announcement): Json<Announcement>,
+) -> Response {
     if announcement.node_id != node_id {
         return (StatusCode::BAD_REQUEST, format!("announcement for {:?} posted to {node_id:?}", announcement.node_id)).into_response();
+    }
+    if let Err(message) = speaks_for(caller.as_deref(), &node_id) {
+        return (StatusCode::FORBIDDEN, message).into_response();
+    }
+    // RM membership is configuration, not something a node can announce: an RM receives every
+    // heartbeat (and the SQL in them), so a stranger must not become one.
+    if announcement.role == Role::ResourceManager && !rm.is_member(&announcement.uri) {
+        return (
+            StatusCode::FORBIDDEN,
+            format!("{} is not in discovery-server.peers: resource managers are configured, not announced", announcement.uri),
+        )
+            .into_response();
     }
     if announcement.environment != rm.inner.config.environment {
         return (
@@ -210,8 +234,12 @@ async fn announce(State(rm): State<ResourceManager>, Path(node_id): Path<String>
 async fn replicate(State(rm): State<ResourceManager>, Json(batch): Json<ReplicationBatch>) -> Response {
     let now_ms = rm.now_ms();
     let environment = rm.inner.config.environment.clone();
-    let entries: Vec<ReplicatedEntry> =
-        batch.entries.into_iter().filter(|entry| entry.announcement.environment == environment).collect();
+    let entries: Vec<ReplicatedEntry> = batch
+        .entries
+        .into_iter()
+        .filter(|entry| entry.announcement.environment == environment)
+        .filter(|entry| entry.announcement.role != Role::ResourceManager || rm.is_member(&entry.announcement.uri))
+        .collect();
     let merged = rm.discovery().merge(entries, now_ms, rm.inner.config.discovery_max_age_ms);
     Json(json!({ "merged": merged })).into_response()
 }
@@ -227,15 +255,21 @@ async fn service(State(rm): State<ResourceManager>, Path(role): Path<String>) ->
     Json(json!({ "environment": rm.inner.config.environment, "services": services })).into_response()
 }
 
-async fn node_heartbeat(State(rm): State<ResourceManager>, Json(heartbeat): Json<NodeHeartbeat>) -> Response {
+async fn node_heartbeat(State(rm): State<ResourceManager>, caller: Option<Extension<InternalCaller>>, Json(heartbeat): Json<NodeHeartbeat>) -> Response {
     let sender = heartbeat.node_id.clone();
+    if let Err(message) = speaks_for(caller.as_deref(), &sender) {
+        return (StatusCode::FORBIDDEN, message).into_response();
+    }
     let outcome = rm.cluster().apply_node_heartbeat(heartbeat, rm.now_ms());
     rm.inner.metrics.heartbeat_received(MessageKind::NodeHeartbeat, &sender, receipt(&outcome));
     heartbeat_response(outcome)
 }
 
-async fn query_heartbeat(State(rm): State<ResourceManager>, Json(heartbeat): Json<QueryHeartbeat>) -> Response {
+async fn query_heartbeat(State(rm): State<ResourceManager>, caller: Option<Extension<InternalCaller>>, Json(heartbeat): Json<QueryHeartbeat>) -> Response {
     let sender = heartbeat.coordinator_id.clone();
+    if let Err(message) = speaks_for(caller.as_deref(), &sender) {
+        return (StatusCode::FORBIDDEN, message).into_response();
+    }
     let outcome = rm.cluster().apply_query_heartbeat(heartbeat, rm.now_ms());
     rm.inner.metrics.heartbeat_received(MessageKind::QueryHeartbeat, &sender, receipt(&outcome));
     heartbeat_response(outcome)

@@ -118,11 +118,15 @@ async fn list_queries(State(rm): State<ResourceManager>, UrlQuery(params): UrlQu
 
 /// `GET|DELETE /v1/query/{id}`, `PUT /v1/query/{id}/killed|preempted`: answered by the owner.
 async fn query_at_owner(State(rm): State<ResourceManager>, Path(query_id): Path<String>, request: Request) -> Response {
+    // The owner's URI comes from discovery, never from a heartbeat's body: the RM only ever
+    // sends a request to a coordinator that announced itself (authenticated, with a secret).
+    let announced = rm.node_refs(Role::Coordinator);
     let owner = rm
         .owned_queries()
         .into_iter()
         .find(|query| query.summary.query_id == query_id)
-        .map(|query| (query.coordinator_id, query.coordinator_uri))
+        .and_then(|query| announced.iter().find(|coordinator| coordinator.node_id == query.coordinator_id))
+        .map(|coordinator| (coordinator.node_id.clone(), coordinator.uri.clone()))
         .or_else(|| rm.owner_by_query_id_suffix(&query_id));
     let Some((owner_id, owner_uri)) = owner else {
         return proxy::text(StatusCode::NOT_FOUND, format!("Query {query_id} not found"));

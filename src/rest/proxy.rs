@@ -79,7 +79,9 @@ impl Forward {
             let Ok(value) = value.to_str() else { continue };
             if name == PROXIED_BY {
                 chain.extend(value.split(',').map(str::trim).filter(|node| !node.is_empty()).map(String::from));
-            } else if name != "host" && !HOP_BY_HOP.contains(&name) {
+            } else if name != "host" && !HOP_BY_HOP.contains(&name) && !name.eq_ignore_ascii_case(crate::security::internal::HEADER) {
+                // The internal token is this hop's credential, not the caller's: the next hop
+                // gets this node's own (its client signs every request).
                 forwarded.push((name.to_string(), value.to_string()));
             }
         }

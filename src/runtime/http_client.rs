@@ -102,6 +102,13 @@ impl Response {
     }
 }
 
+/// Adds a credential to every request a node sends (internal authentication): a trait here, so
+/// the seam knows nothing about how requests are signed.
+pub trait RequestSigner: Send + Sync {
+    /// The header to add (name, value).
+    fn header(&self) -> (&'static str, String);
+}
+
 #[derive(Clone)]
 pub struct HttpClient {
     inner: Arc<Inner>,
@@ -109,6 +116,7 @@ pub struct HttpClient {
 
 struct Inner {
     node_name: String,
+    signer: Option<Arc<dyn RequestSigner>>,
     default_timeout_ms: u64,
     default_retries_max: u32,
     idle: Mutex<BTreeMap<String, Vec<SendRequest<Full<Bytes>>>>>,
@@ -117,10 +125,21 @@ struct Inner {
 impl HttpClient {
     /// `node_name` identifies the sender to the simulation's fault filter.
     pub fn new(node_name: impl Into<String>, default_timeout_ms: u64, default_retries_max: u32) -> Self {
+        Self::signed(node_name, default_timeout_ms, default_retries_max, None)
+    }
+
+    /// [`HttpClient::new`] whose every request carries `signer`'s header.
+    pub fn signed(
+        node_name: impl Into<String>,
+        default_timeout_ms: u64,
+        default_retries_max: u32,
+        signer: Option<Arc<dyn RequestSigner>>,
+    ) -> Self {
         assert!(default_timeout_ms > 0, "every request needs a timeout");
         HttpClient {
             inner: Arc::new(Inner {
                 node_name: node_name.into(),
+                signer,
                 default_timeout_ms,
                 default_retries_max,
                 idle: Mutex::new(BTreeMap::new()),
@@ -209,6 +228,10 @@ impl HttpClient {
             .header(hyper::header::HOST, target.authority.as_str());
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
+        }
+        if let Some(signer) = &self.inner.signer {
+            let (name, value) = signer.header();
+            builder = builder.header(name, value);
         }
         let body = Full::new(request.body.clone().unwrap_or_default());
         let hyper_request = builder.body(body).map_err(|error| ClientError::InvalidUrl {

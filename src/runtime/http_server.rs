@@ -10,6 +10,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
+use tower::Service;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -23,6 +24,32 @@ const SHUTDOWN_GRACE_MS: u64 = 5_000;
 const ACCEPT_BACKOFF_MS_MAX: u64 = 1_000;
 /// A client must send its request head within this long, or the connection is closed.
 const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
+
+/// The address a request came from, in every request's extensions (for logs that name a source).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// The router, with the connection's [`PeerAddr`] put into each request first.
+#[derive(Clone)]
+struct WithPeer {
+    router: Router,
+    peer: PeerAddr,
+}
+
+impl tower::Service<hyper::Request<hyper::body::Incoming>> for WithPeer {
+    type Response = <Router as tower::Service<hyper::Request<hyper::body::Incoming>>>::Response;
+    type Error = <Router as tower::Service<hyper::Request<hyper::body::Incoming>>>::Error;
+    type Future = <Router as tower::Service<hyper::Request<hyper::body::Incoming>>>::Future;
+
+    fn poll_ready(&mut self, context: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        Service::<hyper::Request<hyper::body::Incoming>>::poll_ready(&mut self.router, context)
+    }
+
+    fn call(&mut self, mut request: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        request.extensions_mut().insert(self.peer);
+        self.router.call(request)
+    }
+}
 
 /// A running server. Dropping it does not stop the server; call [`ServerHandle::shutdown`].
 pub struct ServerHandle {
@@ -102,10 +129,10 @@ async fn accept_loop(listener: TcpListener, router: Router, stop: Stop) {
             _ = stop.stopped() => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => {
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => {
                 backoff_ms = 1;
-                stream
+                (stream, peer)
             }
             Err(error) => {
                 // Typically EMFILE: back off instead of spinning, but never give up on serving.
@@ -116,7 +143,7 @@ async fn accept_loop(listener: TcpListener, router: Router, stop: Stop) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(WithPeer { router: router.clone(), peer: PeerAddr(peer) });
         let conn_stop = stop.clone();
         tokio::spawn(async move {
             let _permit = permit;

@@ -13,11 +13,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 
 use super::executor::{self, Executor};
 use super::shell::TaskShell;
 use super::tasks::{CreateRefused, Created, ResultsRefused, TaskOutput, TASKS_MAX};
+use crate::security::internal::{speaks_for, InternalCaller};
 use crate::wire::{paths, TaskRequest, TaskResults, TaskStatus};
 
 /// Longest a status request may be held.
@@ -37,7 +38,17 @@ pub fn router(tasks: TaskShell, executor: Arc<dyn Executor>) -> Router {
         .with_state(Api { tasks, executor })
 }
 
-async fn create_task(State(api): State<Api>, Path(task_id): Path<String>, Json(request): Json<TaskRequest>) -> Response {
+async fn create_task(
+    State(api): State<Api>,
+    Path(task_id): Path<String>,
+    caller: Option<Extension<InternalCaller>>,
+    Json(request): Json<TaskRequest>,
+) -> Response {
+    // With a secret, a task is taken only from the coordinator it names (whose kills and
+    // heartbeats then govern it), not from any node on behalf of another.
+    if let Err(message) = speaks_for(caller.as_deref(), &request.coordinator_id) {
+        return (StatusCode::FORBIDDEN, message).into_response();
+    }
     match api.tasks.create(&task_id, &request) {
         Ok(Created::Existing(status)) => Json(status).into_response(),
         Ok(Created::New(status)) => {

@@ -34,6 +34,9 @@ import urllib.request
 
 import contract_fixture
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import SHARED_SECRET, internal_headers  # noqa: E402  (after the path it lives on)
+
 USER = "console-tester"
 SQL = "SELECT * FROM synthetic(run_time => '180s', memory => '64MB', tasks => 2, rows => 10)"
 NODES = {
@@ -75,8 +78,8 @@ def http(method, url, body=None, headers=None):
         return 0, ""
 
 
-def get_json(url):
-    status, text = http("GET", url)
+def get_json(url, headers=None):
+    status, text = http("GET", url, headers=headers)
     if status != 200:
         return None
     try:
@@ -106,7 +109,8 @@ class Cluster:
                 f.write(f"node.environment=console\nnode.id={name}\nnode.internal-address=127.0.0.1\n"
                         f"node.data-dir={os.path.join(self.root, name, 'data')}\n")
             config = (f"http-server.http.port={ports[name]}\nhttp-server.bind-address=127.0.0.1\n"
-                      "resource-manager-enabled=true\ninternal-communication.request-timeout=2s\n")
+                      "resource-manager-enabled=true\ninternal-communication.request-timeout=2s\n"
+                      f"internal-communication.shared-secret={SHARED_SECRET}\n")
             if role == "resource_manager":
                 config += ("resource-manager=true\ncoordinator=false\ndiscovery-server.enabled=true\n"
                            f"discovery-server.peers={rm_uris}\n")
@@ -129,7 +133,8 @@ class Cluster:
             dead = [name for name, child in self.children.items() if child.poll() is not None]
             if dead:
                 raise RuntimeError(f"node(s) exited during start-up: {dead}")
-            views = [get_json(f"{self.uris[rm]}/v1/resourcemanager/clusterView") for rm in ("rm-1", "rm-2")]
+            views = [get_json(f"{self.uris[rm]}/v1/resourcemanager/clusterView", internal_headers("console-test"))
+                     for rm in ("rm-1", "rm-2")]
             infos = [get_json(f"{self.uris[c]}/v1/info") for c in ("coordinator-1", "coordinator-2")]
             workers_ok = all(view and len(view.get("workers", [])) == 2 for view in views)
             coordinators_ok = all(view and len(view.get("coordinators", [])) == 2 for view in views)

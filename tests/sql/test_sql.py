@@ -342,9 +342,10 @@ def test_datafusions_own_file_statements_are_refused(port, tmp_path, statement):
 
 
 def test_a_forged_leaf_task_cannot_write_files(cluster, tmp_path):
-    """A leaf task's SQL is read-only on the worker too (until internal authentication lands,
-    anyone who reaches a worker can post a task)."""
-    from harness import http_json
+    """A worker takes tasks only with a valid internal token; and a leaf task's SQL is read-only
+    on the worker too, so even a task signed with the cluster's secret cannot write a file."""
+    from harness import http_json, internal_headers, internal_token
+    import urllib.error
 
     target = tmp_path / "from-worker.csv"
     worker_port = cluster.base_port + 200
@@ -355,12 +356,19 @@ def test_a_forged_leaf_task_cannot_write_files(cluster, tmp_path):
                      "split": 0, "splits": 1, "sql": f"COPY (SELECT 1) TO '{target}'"},
     }
     url = f"http://{HOST}:{worker_port}/v1/task/forged.1.0"
-    http_json("POST", url, body=json.dumps(task).encode(), headers={"Content-Type": "application/json"})
+    body = json.dumps(task).encode()
+    content_type = {"Content-Type": "application/json"}
+    foreign = internal_token("nobody", secret="another cluster's shared secret")
+    for headers in (content_type, {**content_type, "X-Presto-Internal-Bearer": foreign}):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            http_json("POST", url, body=body, headers=headers)
+        assert refused.value.code == 401
+    http_json("POST", url, body=body, headers={**content_type, **internal_headers("nobody")})
     import time
 
     deadline = time.monotonic() + 20
     while True:
-        _, status = http_json("GET", url)
+        _, status = http_json("GET", url, headers=internal_headers("nobody"))
         if status["state"] not in ("RUNNING", "BLOCKED") or time.monotonic() > deadline:
             break
         time.sleep(0.2)

@@ -4,7 +4,10 @@ Standard library only; each test puts this directory on sys.path before importin
 default import mode only adds the test's own directory).
 """
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import random
@@ -115,6 +118,30 @@ def _pick_base_port():
     raise ClusterStartError("no free port range for fireball local found in 20000-40300")
 
 
+# Every `fireball local` these tests start authenticates internal traffic with this secret, so a
+# test can play a node (or an operator) with internal_headers() and an attacker without.
+SHARED_SECRET = "python-test-cluster-shared-secret"
+
+
+def internal_token(subject, secret=SHARED_SECRET, lifetime_s=300, now_s=None):
+    """An `X-Presto-Internal-Bearer` token as Presto's nodes make them (HS256, key = SHA-256 of the
+    secret, `sub` the node id, `exp` in seconds), written here with the standard library only, so
+    it checks fireball's tokens against an independent implementation."""
+    def encode(raw):
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    now_s = int(time.time()) if now_s is None else now_s
+    header = encode(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    claims = encode(json.dumps({"sub": subject, "exp": now_s + lifetime_s}, separators=(",", ":")).encode())
+    key = hashlib.sha256(secret.encode()).digest()
+    signature = encode(hmac.new(key, f"{header}.{claims}".encode(), hashlib.sha256).digest())
+    return f"{header}.{claims}.{signature}"
+
+
+def internal_headers(subject, **token_args):
+    return {"X-Presto-Internal-Bearer": internal_token(subject, **token_args)}
+
+
 def http_json(method, url, body=None, headers=None, timeout_s=5.0):
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
@@ -184,7 +211,8 @@ def start_local_cluster(binary, log_dir, startup_timeout_s, extra_args=()):
         stderr_path = log_dir / f"attempt{attempt}.stderr"
         with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
             process = subprocess.Popen(
-                [binary, "local", "--base-port", str(base_port), *extra_args],
+                [binary, "local", "--base-port", str(base_port),
+                 "--property", f"internal-communication.shared-secret={SHARED_SECRET}", *extra_args],
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,

@@ -17,6 +17,18 @@ pub fn wall_now() -> Instant {
     Instant::now()
 }
 
+/// The `internal-communication.shared-secret` every node of a process cluster is given.
+pub const SHARED_SECRET: &str = "process-test-cluster-shared-secret";
+
+/// A client that signs its requests as a node of the cluster would (the operator's tooling):
+/// the internal endpoints (heartbeats, tasks, `PUT /v1/info/state`) refuse unsigned ones.
+pub fn internal_client(name: &str, timeout_ms: u64) -> fireball::runtime::http_client::HttpClient {
+    use std::sync::Arc;
+    let secret = fireball::config::SharedSecret::new(SHARED_SECRET.into()).expect("long enough");
+    let auth = fireball::security::internal::InternalAuth::new(&secret, name, fireball::runtime::Clock::new());
+    fireball::runtime::http_client::HttpClient::signed(name, timeout_ms, 0, Some(Arc::new(auth)))
+}
+
 /// Child processes, killed when the test ends however it ends.
 pub struct Cluster {
     pub children: BTreeMap<String, Child>,
@@ -55,7 +67,8 @@ impl Cluster {
             );
             let common = format!(
                 "http-server.http.port={}\nhttp-server.bind-address=127.0.0.1\nresource-manager-enabled=true\n\
-                 {extra_config}internal-communication.request-timeout=2s\n",
+                 {extra_config}internal-communication.request-timeout=2s\n\
+                 internal-communication.shared-secret={SHARED_SECRET}\n",
                 ports[name]
             );
             let role = if name.starts_with("rm-") {

@@ -573,10 +573,15 @@ impl QueryManager {
         self.schedule_cursor
     }
 
+    /// The next heartbeat's sequence will be above `sequence`.
+    pub fn start_heartbeat_sequence_at(&mut self, sequence: u64) {
+        self.heartbeat_sequence = self.heartbeat_sequence.max(sequence);
+    }
+
     /// The batched query heartbeat: every open query and those that ended within
     /// [`FINISHED_REPORT_WINDOW_MS`], under a new sequence number.
     pub fn heartbeat(&mut self, now_ms: u64, coordinator_uri: &str) -> QueryHeartbeat {
-        self.heartbeat_sequence += 1;
+        self.heartbeat_sequence = self.heartbeat_sequence.saturating_add(1);
         let queries = self
             .queries
             .values()

@@ -58,7 +58,11 @@ struct Inner {
 impl Coordinator {
     /// Fails when the resource-groups file is invalid: a node never runs on a half-read file.
     pub fn new(context: NodeContext, resource_managers: ResourceManagers) -> Result<Self, String> {
-        let manager = QueryManager::new(&context.config, context.rng.next_u64(), context.now_ms())?;
+        let mut manager = QueryManager::new(&context.config, context.rng.next_u64(), context.now_ms())?;
+        // Heartbeat sequences continue across restarts (wall time in µs, so above any number the
+        // previous incarnation can have reached): RMs take a restarted coordinator's first batch
+        // as newer than its predecessor's last one.
+        manager.start_heartbeat_sequence_at(context.clock.wall_ms().saturating_mul(1_000));
         let self_uri = context.config.self_uri();
         Ok(Coordinator {
             inner: Arc::new(Inner {

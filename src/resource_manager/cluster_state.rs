@@ -108,11 +108,14 @@ impl ClusterState {
             completed: VecDeque::new(),
             completed_ids: BTreeSet::new(),
         });
-        // Even a stale batch proves the coordinator is alive (Presto refreshes the time too).
-        entry.last_heartbeat_ms = entry.last_heartbeat_ms.max(now_ms);
+        // A stale batch does not keep the entry alive: otherwise a batch at sequence 2^64-1 (or
+        // a restarted coordinator's predecessor's) would hold its queries here for good while the
+        // live coordinator's batches are all "stale". Left alone, the entry expires and the next
+        // batch starts it afresh.
         if heartbeat.sequence <= entry.sequence && entry.sequence != 0 {
             return HeartbeatOutcome::Stale;
         }
+        entry.last_heartbeat_ms = entry.last_heartbeat_ms.max(now_ms);
         entry.sequence = heartbeat.sequence;
         entry.uri = heartbeat.coordinator_uri;
         let mut active = BTreeMap::new();
@@ -488,6 +491,28 @@ mod tests {
             state.apply_query_heartbeat(heartbeat("c1", 4 + n, vec![query(&format!("d{n}"), "g", QueryState::Failed)]), 3);
         }
         assert_eq!(state.queries().len(), 2, "completed queries are bounded");
+    }
+
+    /// The forged batch at sequence 2^64-1: the real coordinator's batches are stale
+    /// after it, but they do not keep it alive, so it expires and the real ones apply again.
+    #[test]
+    fn stale_batches_do_not_keep_an_entry_alive() {
+        let mut state = ClusterState::new(config());
+        let forged = vec![query("forged", "g", QueryState::Running)];
+        assert_eq!(state.apply_query_heartbeat(heartbeat("c1", u64::MAX, forged), 0), HeartbeatOutcome::Applied);
+        let expiry_ms = config().query_expiration_timeout_ms;
+        let mut now_ms = 0;
+        while now_ms + 1_000 < expiry_ms {
+            now_ms += 1_000;
+            assert_eq!(state.apply_query_heartbeat(heartbeat("c1", now_ms, vec![]), now_ms), HeartbeatOutcome::Stale);
+            state.expire(now_ms);
+        }
+        now_ms += 1_000;
+        state.expire(now_ms);
+        let real = vec![query("real", "g", QueryState::Running)];
+        assert_eq!(state.apply_query_heartbeat(heartbeat("c1", now_ms, real), now_ms), HeartbeatOutcome::Applied);
+        let ids: Vec<String> = state.queries().into_iter().map(|(_, query)| query.query_id).collect();
+        assert_eq!(ids, vec!["real".to_string()]);
     }
 
     #[test]

@@ -238,7 +238,9 @@ pub async fn start_on(listener: TcpListener, context: NodeContext) -> Result<Run
     if context.auth.is_none() {
         tracing::warn!(node = %config.node_id, "internal-communication.shared-secret is not set: anyone who can reach this node can drive it");
     }
-    // Authentication inside the measuring layer, so refused requests are measured too.
+    // From the outside in: measuring (refused requests are measured too), authentication (an
+    // unauthenticated request is refused before its body is read), then the bounded body read.
+    let router = http_server::bound_request_bodies(router);
     let router = crate::security::internal::require_internal_auth(router, context.auth.clone(), metrics.clone());
     let server = http_server::serve(listener, crate::metrics::http::measure_requests(router, &metrics)).map_err(|error| format!("cannot serve on {bind}: {error}"))?;
     tracing::info!(node = %config.node_id, role = config.role.name(), uri = %config.self_uri(), "node started");

@@ -23,7 +23,12 @@ const CONNECTIONS_MAX: usize = 1024;
 const SHUTDOWN_GRACE_MS: u64 = 5_000;
 const ACCEPT_BACKOFF_MS_MAX: u64 = 1_000;
 /// A client must send its request head within this long, or the connection is closed.
-const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
+const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// A client must send its whole request body within this long after the head, or gets `408`:
+/// a client that announces a body and never sends it holds a connection only this long.
+pub const BODY_READ_TIMEOUT_MS: u64 = 10_000;
+/// Request bodies larger than this are refused with `413` (axum's extractors' own default).
+pub const REQUEST_BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
 
 /// The address a request came from, in every request's extensions (for logs that name a source).
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +54,39 @@ impl tower::Service<hyper::Request<hyper::body::Incoming>> for WithPeer {
         request.extensions_mut().insert(self.peer);
         self.router.call(request)
     }
+}
+
+/// Wraps `router` so that every request's body is read before any handler runs, bounded in size
+/// ([`REQUEST_BODY_BYTES_MAX`], `413`) and in time ([`BODY_READ_TIMEOUT_MS`], `408`): no handler
+/// ever waits on a slow or silent client (hyper's header timeout covers only the head).
+pub fn bound_request_bodies(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(read_body_bounded))
+}
+
+async fn read_body_bounded(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+    let too_large = || {
+        let message = format!("request body larger than {REQUEST_BODY_BYTES_MAX} bytes\n");
+        (StatusCode::PAYLOAD_TOO_LARGE, message).into_response()
+    };
+    let declared = request.headers().get(hyper::header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > REQUEST_BODY_BYTES_MAX as u64) {
+        return too_large();
+    }
+    let (parts, body) = request.into_parts();
+    let limited = http_body_util::Limited::new(body, REQUEST_BODY_BYTES_MAX);
+    let bytes = match super::timeout_ms(BODY_READ_TIMEOUT_MS, limited.collect()).await {
+        Some(Ok(collected)) => collected.to_bytes(),
+        Some(Err(error)) if error.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Some(Err(error)) => return (StatusCode::BAD_REQUEST, format!("cannot read the request body: {error}\n")).into_response(),
+        None => {
+            let message = format!("the request body did not arrive within {BODY_READ_TIMEOUT_MS} ms\n");
+            return (StatusCode::REQUEST_TIMEOUT, message).into_response();
+        }
+    };
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 /// A running server. Dropping it does not stop the server; call [`ServerHandle::shutdown`].

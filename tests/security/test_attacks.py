@@ -342,3 +342,55 @@ def test_the_secret_is_not_printed_by_the_nodes(cluster):
     stderr = pathlib.Path(cluster.stderr_path).read_text(errors="replace")
     stdout = pathlib.Path(cluster.stdout_path).read_text(errors="replace")
     assert SHARED_SECRET not in stderr and SHARED_SECRET not in stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Slow and large bodies
+# ---------------------------------------------------------------------------------------------
+
+# The attack: 1,030 connections (more than a node serves at once) that send a request head
+# announcing a body and then nothing.
+SILENT_CONNECTIONS = 1030
+BODY_READ_TIMEOUT_S = 10
+
+
+def test_clients_that_never_send_their_body_get_408_and_let_go(cluster):
+    import socket
+
+    port = cluster.coordinator_ports[1]
+    head = (f"POST /v1/statement HTTP/1.1\r\nHost: {HOST}:{port}\r\nX-Presto-User: slow\r\n"
+            "Content-Length: 10\r\n\r\n").encode()
+    sockets = []
+    try:
+        for _ in range(SILENT_CONNECTIONS):
+            connection = socket.create_connection((HOST, port), timeout=BODY_READ_TIMEOUT_S + 20)
+            connection.sendall(head)
+            sockets.append(connection)
+        started = time.monotonic()
+        # The first ones (served at once) are answered 408 when the body timeout passes.
+        answer = sockets[0].recv(200).decode(errors="replace")
+        waited_s = time.monotonic() - started
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert waited_s < BODY_READ_TIMEOUT_S + 5, waited_s
+        # And the coordinator answers real clients again promptly, the silent sockets still open.
+        deadline = time.monotonic() + BODY_READ_TIMEOUT_S + 10
+        while True:
+            try:
+                page = run_query(cluster, coordinator="coordinator-2")
+                assert page["stats"]["state"] == "FINISHED", page
+                break
+            except (OSError, urllib.error.URLError):
+                assert time.monotonic() < deadline, "coordinator-2 never answered again"
+    finally:
+        for connection in sockets:
+            connection.close()
+    started = time.monotonic()
+    page = run_query(cluster, coordinator="coordinator-2")
+    assert page["stats"]["state"] == "FINISHED" and time.monotonic() - started < HEALTHY_WITHIN_S
+
+
+def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read(cluster):
+    status, text = send("POST", url(cluster, "coordinator-1", "/v1/statement"), b"x" * (3 * 1024 * 1024),
+                        {"X-Presto-User": "big"})
+    assert status == 413, text
+    assert_healthy(cluster)

@@ -245,6 +245,14 @@ impl TaskTable {
         if self.tasks.len() >= TASKS_MAX {
             return Err(CreateRefused::Full);
         }
+        // The coordinator's limits on a synthetic statement, checked again here: the worker does
+        // not trust its caller to have checked them (rows are held in memory until fetched).
+        if request.row_count > crate::sql::synthetic::ROWS_MAX {
+            return Err(CreateRefused::BadRequest("row_count is over synthetic()'s limit of 1000000 rows"));
+        }
+        if request.run_time_ms > crate::sql::synthetic::RUN_TIME_MS_MAX {
+            return Err(CreateRefused::BadRequest("run_time_ms is over synthetic()'s limit of 24 h"));
+        }
         if request.peak_memory_bytes != 0 && request.peak_memory_bytes < request.memory_bytes {
             return Err(CreateRefused::BadRequest("peak_memory_bytes must be at least memory_bytes (or 0 for no growth)"));
         }

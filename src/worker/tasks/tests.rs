@@ -73,6 +73,12 @@ fn a_cancelled_id_is_refused_until_its_tombstone_expires() {
 fn bad_requests_and_a_full_table_are_refused() {
     let mut table = table(1 << 40, 1 << 40);
     assert!(matches!(table.create(0, "t", &request("q", 10, 5)), Err(CreateRefused::BadRequest(_))));
+    // The worker that accepted row_count 5,000,000 (+800 MB) and any run time.
+    let rows = TaskRequest { row_count: 5_000_000, ..request("q", 0, 0) };
+    assert!(matches!(table.create(0, "t", &rows), Err(CreateRefused::BadRequest(_))));
+    let long = TaskRequest { run_time_ms: 100_000_000_000, ..request("q", 0, 0) };
+    assert!(matches!(table.create(0, "t", &long), Err(CreateRefused::BadRequest(_))));
+    assert_eq!(table.pool().reserved_bytes(), 0);
     for index in 0..TASKS_MAX {
         assert!(table.create(0, &format!("t{index}"), &request("q", 0, 0)).is_ok());
     }

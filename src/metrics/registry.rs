@@ -19,6 +19,9 @@ use std::fmt::Write;
 
 /// Series one metric family may hold before new label sets fold into `other` (see the module doc).
 pub const SERIES_PER_METRIC_MAX: usize = 1_000;
+/// Label values are cut to this many characters: with the series cap this bounds a scrape in
+/// bytes, whatever a peer put in a node id (the 100 KB ids made a 99.7 MB `/metrics`).
+pub const LABEL_VALUE_CHARS_MAX: usize = 128;
 
 /// The label value every label of a folded series gets.
 pub const FOLDED_LABEL_VALUE: &str = "other";
@@ -135,7 +138,9 @@ impl Registry {
     fn series(&mut self, def: &'static MetricDef, label_values: &[&str]) -> &mut Series {
         // A mismatch is a programming error; pad or cut so production still renders valid text.
         debug_assert_eq!(label_values.len(), def.labels.len(), "{}: label values {label_values:?}", def.name);
-        let mut key: Vec<String> = (0..def.labels.len()).map(|index| label_values.get(index).copied().unwrap_or("").to_string()).collect();
+        let mut key: Vec<String> = (0..def.labels.len())
+            .map(|index| label_values.get(index).copied().unwrap_or("").chars().take(LABEL_VALUE_CHARS_MAX).collect())
+            .collect();
         let family = self.family(def);
         if !family.series.contains_key(&key) && family.series.len() >= SERIES_PER_METRIC_MAX {
             key = vec![FOLDED_LABEL_VALUE.to_string(); def.labels.len()];
@@ -331,6 +336,18 @@ mod tests {
         assert_eq!(seconds_from_ms(10), "0.01");
         assert_eq!(seconds_from_ms(1_000), "1");
         assert_eq!(seconds_from_ms(61_230), "61.23");
+    }
+
+    #[test]
+    fn long_label_values_are_cut_so_a_scrape_is_bounded_in_bytes() {
+        let mut registry = Registry::new();
+        for index in 0..SERIES_PER_METRIC_MAX + 50 {
+            registry.gauge_set(&AGE, &[&format!("{index}-{}", "é".repeat(100_000))], 1.0);
+        }
+        let text = registry.render();
+        let bound = (SERIES_PER_METRIC_MAX + 1) * (LABEL_VALUE_CHARS_MAX * 2 + 64) + 1_000;
+        assert!(text.len() < bound, "{} bytes", text.len());
+        assert!(text.contains(&format!("t_age_seconds{{node=\"7-{}\"}} 1\n", "é".repeat(LABEL_VALUE_CHARS_MAX - 2))));
     }
 
     #[test]

@@ -197,7 +197,8 @@ fn held_per_query(workers: &[WorkerView]) -> BTreeMap<&str, u64> {
     for worker in workers {
         for (query_id, bytes) in &worker.memory.query_reservations {
             if *bytes > 0 {
-                *held.entry(query_id.as_str()).or_insert(0u64) += bytes;
+                let total = held.entry(query_id.as_str()).or_insert(0u64);
+                *total = total.saturating_add(*bytes); // numbers from the network: never wrap
             }
         }
     }
@@ -219,7 +220,8 @@ fn largest(policy: KillerPolicy, workers: &[WorkerView], eligible: impl Fn(&str)
         }
         for (query_id, bytes) in &worker.memory.query_reservations {
             if eligible(query_id) {
-                *metric.entry(query_id.as_str()).or_insert(0) += bytes;
+                let total = metric.entry(query_id.as_str()).or_insert(0);
+                *total = total.saturating_add(*bytes);
             }
         }
     }

@@ -371,7 +371,8 @@ impl ClusterState {
             memory.blocked_nodes += u32::from(blocked);
             memory.nodes += 1;
             for (query_id, bytes) in query_reservations {
-                *memory.query_reservations.entry(query_id).or_insert(0) += bytes;
+                let held = memory.query_reservations.entry(query_id).or_insert(0);
+                *held = held.saturating_add(bytes);
             }
         }
         let mut largest: Option<(&String, u64)> = None;
@@ -536,6 +537,21 @@ mod tests {
         assert_eq!(state.workers(29_999).len(), 1);
         state.expire(30_000);
         assert!(state.workers(30_000).is_empty());
+    }
+
+    /// The heartbeats with u64::MAX everywhere: the cluster's totals saturate, never wrap.
+    #[test]
+    fn huge_numbers_from_workers_saturate_the_totals() {
+        let mut state = ClusterState::new(config());
+        for node in ["w1", "w2"] {
+            let reservations = BTreeMap::from([("q1".to_string(), u64::MAX)]);
+            let memory = MemoryInfo { pool_bytes: u64::MAX, reserved_bytes: u64::MAX, blocked: false, query_reservations: reservations };
+            let heartbeat = NodeHeartbeat { node_id: node.into(), role: Role::Worker, uri: format!("http://{node}"), memory, cpu: Default::default() };
+            assert_eq!(state.apply_node_heartbeat(heartbeat, 0), HeartbeatOutcome::Applied);
+        }
+        let memory = state.memory(1);
+        assert_eq!((memory.total_bytes, memory.reserved_bytes), (u64::MAX, u64::MAX));
+        assert_eq!(memory.query_reservations.get("q1"), Some(&u64::MAX));
     }
 
     #[test]

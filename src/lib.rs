@@ -50,6 +50,8 @@ pub mod console;
 pub mod context;
 pub mod coordinator;
 pub mod discovery;
+#[cfg(test)]
+mod fuzz_tests;
 #[cfg(not(madsim))]
 pub mod engine;
 pub mod memory;

@@ -438,13 +438,34 @@ impl QueryManager {
             let message = format!("Query exceeded the maximum execution time limit of {}", crate::config::format_duration(limit_ms));
             self.end(now_ms, &query_id, QueryFailure::new(errors::EXCEEDED_TIME_LIMIT, message), effects);
         }
-        for (query_id, last_access_ms) in abandoned {
-            let message = format!(
+        let abandoned_results: Vec<(String, u64)> = self
+            .queries
+            .values()
+            .filter(|query| query.is_done() && query.buffered_rows() > 0)
+            .filter(|query| now_ms.saturating_sub(query.last_client_access_ms) > client_timeout_ms)
+            .map(|query| (query.id.clone(), query.last_client_access_ms))
+            .collect();
+        let abandon_message = |query_id: &str, last_access_ms: u64| {
+            format!(
                 "Query {query_id} has not been accessed since {}: currentTime {}",
                 crate::runtime::clock::format_iso8601(last_access_ms),
                 crate::runtime::clock::format_iso8601(now_ms)
-            );
+            )
+        };
+        for (query_id, last_access_ms) in abandoned {
+            let message = abandon_message(&query_id, last_access_ms);
             self.end(now_ms, &query_id, QueryFailure::new(errors::ABANDONED_QUERY, message), effects);
+        }
+        // Finished, but its client never read the rest: the rows would otherwise stay buffered
+        // until the query expires from history (the 2.1 GB of ten abandoned results).
+        for (query_id, last_access_ms) in abandoned_results {
+            let failure = QueryFailure::new(errors::ABANDONED_QUERY, abandon_message(&query_id, last_access_ms));
+            if let Some(query) = self.queries.get_mut(&query_id) {
+                if query.abandon_unread_results(failure) {
+                    tracing::info!(%query_id, "the client stopped reading a finished query's results: dropped");
+                    effects.heartbeat_due = true;
+                }
+            }
         }
         let mut done: Vec<(u64, String)> = self.queries.values().filter_map(|query| Some((query.ended_ms?, query.id.clone()))).collect();
         done.sort();

@@ -215,6 +215,20 @@ impl Query {
         true
     }
 
+    /// A finished query whose client stopped reading before the end: its unread rows are dropped
+    /// and it ends as `failure` (abandoned) instead, so a client that never comes back does not
+    /// hold its results for `query.min-expire-age`. False (nothing done) otherwise.
+    pub fn abandon_unread_results(&mut self, failure: QueryFailure) -> bool {
+        if self.state != QueryState::Finished || self.buffered.is_empty() {
+            return false;
+        }
+        self.state = QueryState::Failed;
+        self.failure = Some(failure);
+        self.buffered = VecDeque::new(); // release the memory, not just the rows
+        self.changed.notify_waiters();
+        true
+    }
+
     /// True when a long-polling client on the executing path has something new to see.
     pub fn has_news_for_executing(&self) -> bool {
         self.is_done() || !self.buffered.is_empty()

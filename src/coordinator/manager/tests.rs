@@ -179,6 +179,26 @@ fn a_query_whose_client_stops_polling_is_abandoned() {
     assert!(failure_of(&manager, &silent).1.starts_with(&format!("Query {silent} has not been accessed since")));
 }
 
+/// The ten finished queries whose clients never came back for the rows: the rows are
+/// dropped once the client timeout passes, and the query reads as abandoned, not as finished.
+#[test]
+fn unread_results_of_a_finished_query_are_dropped_when_its_client_is_gone() {
+    let mut manager = manager("query.client.timeout=10s\n");
+    let (id, _) = submit(&mut manager, 0, SYNTHETIC);
+    let rows = crate::sql::synthetic::generate_rows(0, 0, 1_000, "w1");
+    manager.handle(1, Input::TaskOutput { query_id: id.clone(), rows, task_done: true });
+    manager.handle(2, Input::ExecutionEnded { query_id: id.clone(), outcome: Ok(()) });
+    let query = manager.query(&id).expect("held");
+    assert_eq!((query.state, query.buffered_rows()), (QueryState::Finished, 1_000));
+    manager.handle(9_000, Input::Tick);
+    assert_eq!(manager.query(&id).expect("held").buffered_rows(), 1_000, "within the timeout nothing is dropped");
+    manager.handle(10_001, Input::Tick);
+    let query = manager.query(&id).expect("held");
+    assert_eq!((query.state, query.buffered_rows()), (QueryState::Failed, 0));
+    assert_eq!(failure_of(&manager, &id).0, "ABANDONED_QUERY");
+    assert_eq!(manager.check_invariants(), Ok(()));
+}
+
 #[test]
 fn finished_queries_beyond_the_history_bound_are_forgotten_once_old_enough() {
     let mut manager = manager("query.max-history=1\nquery.min-expire-age=1m\n");

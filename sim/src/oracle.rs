@@ -9,7 +9,10 @@
 //! - *lost*: a client was given the query id and, by the end of the run, the query never reached
 //!   a final state — while its coordinator lived. Queries open on a coordinator when it crashed
 //!   are counted apart (`died_with_coordinator`): their owner is gone, which the client sees.
-//! - *duplicate execution*: a query started twice, or a task started twice.
+//! - *duplicate execution*: a query started twice, a task attempt started twice (on any
+//!   workers), or a query that took output from two attempts of one task (ids are
+//!   `query.stage.partition.attempt`: a re-placed task is a new attempt, and at most one may feed
+//!   the query).
 //! - *drain time*: from the end of the last fault to the first instant no query is queued.
 //! - *shutdown*: what a node asked to shut down held, refused and finished, and when it exited;
 //!   judged by [`crate::shutdown_oracle`], which this replay feeds.
@@ -91,6 +94,8 @@ pub fn check(entries: &[(u64, Entry)], expect: &Expect, last_fault_end_ms: Optio
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let mut queries: BTreeMap<String, QueryFacts> = BTreeMap::new();
     let mut tasks_started: BTreeMap<String, u32> = BTreeMap::new();
+    // Per query and task (`query.stage.partition`): the attempt whose output it took.
+    let mut consumed_attempts: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut queue_times = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant digits is valid");
     let mut total_queued: u64 = 0;
     let mut last_ms = 0;
@@ -176,6 +181,13 @@ pub fn check(entries: &[(u64, Entry)], expect: &Expect, last_fault_end_ms: Optio
                 *count += 1;
                 if *count == 2 {
                     report.duplicate_executions.push(format!("task {task_id} started twice"));
+                }
+            }
+            Entry::Node(Event::TaskOutputConsumed { query_id, task_id }) => {
+                let task = task_id.rsplit_once('.').map_or(task_id.as_str(), |(task, _attempt)| task);
+                let first = consumed_attempts.entry((query_id.clone(), task.to_string())).or_insert_with(|| task_id.clone());
+                if first != task_id {
+                    report.duplicate_executions.push(format!("query {query_id} took output from attempts {first} and {task_id}"));
                 }
             }
             Entry::Node(Event::TaskEnded { .. } | Event::TaskMemory { .. }) => {}
@@ -423,6 +435,37 @@ mod tests {
         assert_eq!(report.duplicate_executions.len(), 1);
         assert_eq!(report.groups["g.leaf"].queue_violations, 1);
         assert_eq!(report.violations.len(), 3, "{:?}", report.violations);
+    }
+
+    #[test]
+    fn output_from_two_attempts_of_one_task_is_a_duplicate_execution() {
+        let consumed = |task: &str| Entry::Node(Event::TaskOutputConsumed { query_id: "q".into(), task_id: task.into() });
+        let task_started = |task: &str, worker: &str| {
+            Entry::Node(Event::TaskStarted { task_id: task.into(), query_id: "q".into(), worker: worker.into() })
+        };
+        let expect = Expect { duplicate_executions: Some(0), ..Expect::default() };
+        // A re-placed task: attempt 0 started but only attempt 1 fed the query (and its pages
+        // are recorded as they come: the same attempt twice is fine).
+        let healthy = vec![
+            (0, task_started("q.0.0.0", "w1")),
+            (10, task_started("q.0.0.1", "w2")),
+            (20, consumed("q.0.0.1")),
+            (30, consumed("q.0.0.1")),
+            (30, consumed("q.0.1.0")),
+        ];
+        let report = check(&healthy, &expect, None, 100);
+        assert!(report.duplicate_executions.is_empty(), "{:?}", report.duplicate_executions);
+        assert!(report.violations.is_empty(), "{:?}", report.violations);
+        // Broken: both attempts fed the query.
+        let mut broken = healthy.clone();
+        broken.push((40, consumed("q.0.0.0")));
+        let report = check(&broken, &expect, None, 100);
+        assert_eq!(report.duplicate_executions, vec!["query q took output from attempts q.0.0.1 and q.0.0.0".to_string()]);
+        assert_eq!(report.violations.len(), 1, "{:?}", report.violations);
+        // Broken: one attempt id started on two workers.
+        let mut twice = healthy;
+        twice.push((50, task_started("q.0.0.1", "w3")));
+        assert_eq!(check(&twice, &expect, None, 100).duplicate_executions, vec!["task q.0.0.1 started twice".to_string()]);
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl ShutdownTracker {
                     self.ended_otherwise.push((worker.clone(), task_id.clone(), query_id.clone(), state.clone()));
                 }
             }
-            Event::InvariantViolated { .. } => {}
+            Event::InvariantViolated { .. } | Event::TaskOutputConsumed { .. } => {}
         }
     }
 

@@ -19,6 +19,7 @@ mod execution;
 pub mod manager;
 pub mod query;
 mod query_api;
+mod remote_task;
 mod rm_sync;
 mod sql_execution;
 pub mod scheduler;

@@ -29,7 +29,8 @@ mod production {
     use futures::StreamExt;
     use tokio::sync::mpsc;
 
-    use super::super::execution::{wait_for_workers, TaskDriver};
+    use super::super::execution::wait_for_workers;
+    use super::super::remote_task::{self, TaskDriver};
     use super::super::manager::Input;
     use super::super::{scheduler, Coordinator};
     use super::BUFFERED_ROWS_MAX;
@@ -193,7 +194,7 @@ mod production {
             };
             let driver = TaskDriver {
                 coordinator: self.coordinator.clone(),
-                task_id: format!("{}.1.{task_index}", self.query_id),
+                task: format!("{}.1.{task_index}", self.query_id),
                 request,
                 candidates,
             };
@@ -213,25 +214,19 @@ mod production {
         if let Err(failure) = outcome {
             let _ = pages.send(Err(failure)).await;
         }
-        let config = driver.coordinator.config();
-        for worker in &driver.candidates {
-            // The task may have landed on any candidate; DELETE of an unknown task is harmless.
-            let url = format!("{}{}/{}", worker.uri, paths::TASK, driver.task_id);
-            let request = Request::new(Method::DELETE, url, MessageKind::TaskCancel).timeout_ms(config.request_timeout_ms).retries(1);
-            let _ = driver.coordinator.context().client.send(request).await;
-        }
+        remote_task::cancel_attempts(&driver.coordinator, driver.attempts());
     }
 
     async fn forward_pages(driver: &TaskDriver, pages: &mpsc::Sender<Result<Bytes, QueryFailure>>) -> Result<(), QueryFailure> {
-        let worker = driver.create().await?;
+        let task = driver.create().await?;
         let leaf = |done| Input::LeafTask {
             query_id: driver.request.query_id.clone(),
-            task_id: driver.task_id.clone(),
-            node_id: worker.node_id.clone(),
+            task_id: task.task_id.clone(),
+            node_id: task.worker.node_id.clone(),
             done,
         };
         driver.coordinator.apply(leaf(false));
-        let base = driver.follow(&worker).await?;
+        let base = driver.follow(&task).await?;
         let config = driver.coordinator.config();
         let client = &driver.coordinator.context().client;
         let mut token = 0usize;
@@ -239,18 +234,21 @@ mod production {
             let url = format!("{base}/results/0/{token}");
             let request = Request::new(Method::GET, &url, MessageKind::TaskResults).timeout_ms(config.request_timeout_ms).retries(3);
             let response = client.send(request).await.map_err(|error| {
-                QueryFailure::new(REMOTE_TASK_ERROR, format!("Could not fetch page {token} of task {}: {error}", driver.task_id))
+                QueryFailure::new(REMOTE_TASK_ERROR, format!("Could not fetch page {token} of task {}: {error}", task.task_id))
             })?;
             if response.status != 200 {
                 let body = String::from_utf8_lossy(&response.body);
                 return Err(QueryFailure::new(
                     REMOTE_TASK_ERROR,
-                    format!("Page {token} of task {} was refused ({}): {body}", driver.task_id, response.status),
+                    format!("Page {token} of task {} was refused ({}): {body}", task.task_id, response.status),
                 ));
             }
             let count: usize = response.header(paths::RESULTS_PAGE_COUNT_HEADER).and_then(|value| value.parse().ok()).ok_or_else(|| {
-                QueryFailure::new(REMOTE_TASK_ERROR, format!("task {} sent a page without its page count", driver.task_id))
+                QueryFailure::new(REMOTE_TASK_ERROR, format!("task {} sent a page without its page count", task.task_id))
             })?;
+            if token == 0 {
+                driver.record_consumed(&task);
+            }
             if pages.send(Ok(response.body)).await.is_err() {
                 return Ok(()); // the plan stopped reading
             }

@@ -100,6 +100,9 @@ pub enum Event {
     QueryFinished { query_id: String, coordinator: String, state: String, error_name: Option<String> },
     /// A worker began executing a task.
     TaskStarted { task_id: String, query_id: String, worker: String },
+    /// A coordinator took output of this task attempt into its query (its rows, or its first
+    /// page). The oracle checks that no query took output from two attempts of one task.
+    TaskOutputConsumed { query_id: String, task_id: String },
     /// A worker stopped a task (finished, failed, cancelled or abandoned).
     TaskEnded { task_id: String, query_id: String, worker: String, state: String },
     /// A worker's pool changed for this task: it now holds `task_bytes` (0 once released), and

@@ -201,18 +201,30 @@ impl TaskDriver {
 }
 
 /// Cancels these attempts on their workers, in the background (DELETE of an unknown task is
-/// harmless, so every attempt a driver may have created can be named).
+/// harmless, so every attempt a driver may have created can be named). An attempt is usually
+/// left behind because its worker could not be reached, so each DELETE is retried until the
+/// worker answers, for at most `query.remote-task.max-error-duration`; after that the worker
+/// abandons the attempt on its own once nobody polls it (`task.client.timeout`).
 pub(super) fn cancel_attempts(coordinator: &Coordinator, attempts: Vec<(WorkerView, String)>) {
-    if attempts.is_empty() {
-        return;
-    }
-    let client = coordinator.context().client.clone();
-    let timeout_ms = coordinator.config().request_timeout_ms;
-    crate::runtime::spawn(tracing::Instrument::in_current_span(async move {
-        for (worker, task_id) in attempts {
+    let config = coordinator.config();
+    let (timeout_ms, retry_ms, give_up_after_ms) =
+        (config.request_timeout_ms, config.task_status_interval_ms.max(1), config.remote_task_max_error_duration_ms);
+    for (worker, task_id) in attempts {
+        let coordinator = coordinator.clone();
+        crate::runtime::spawn(tracing::Instrument::in_current_span(async move {
+            let deadline_ms = coordinator.now_ms().saturating_add(give_up_after_ms);
             let url = format!("{}{}/{task_id}", worker.uri, paths::TASK);
-            let request = Request::new(Method::DELETE, url, MessageKind::TaskCancel).timeout_ms(timeout_ms).retries(1);
-            let _ = client.send(request).await;
-        }
-    }));
+            loop {
+                let request = Request::new(Method::DELETE, url.clone(), MessageKind::TaskCancel).timeout_ms(timeout_ms).retries(0);
+                match coordinator.context().client.send(request).await {
+                    Ok(_) => return,
+                    Err(error) if coordinator.now_ms() >= deadline_ms => {
+                        tracing::debug!(%error, %task_id, worker = %worker.node_id, "giving up cancelling the attempt");
+                        return;
+                    }
+                    Err(_) => crate::runtime::sleep_ms(retry_ms).await,
+                }
+            }
+        }));
+    }
 }

@@ -114,7 +114,7 @@ impl ClusterLayout {
                 properties.set(key, value.clone(), "extra properties");
             }
             let mut config = NodeConfig::from_properties(&properties).map_err(|error| format!("{name}: {error}"))?;
-            config.resource_groups = self.resource_groups_json.as_ref().map(|json| crate::config::ResourceGroupsSource {
+            config.resource_groups = self.resource_groups_json.as_ref().map(|json| crate::config::JsonFileSource {
                 json: json.clone(),
                 origin: "cluster layout".into(),
             });

@@ -240,7 +240,7 @@ mod production {
 
     async fn run_server(etc: PathBuf) -> Result<(), String> {
         let config = NodeConfig::read_etc(&etc)?;
-        let context = NodeContext::new(config, Clock::new());
+        let context = NodeContext::new(config, Clock::new())?;
         let signals = Signals::listen();
         // The first SIGTERM / Ctrl-C (or a `PUT /v1/info/state "SHUTTING_DOWN"`) drains the node
         // within shutdown.grace-period and the process exits 0; a second signal exits at once.
@@ -268,7 +268,7 @@ mod production {
         let mut running = Vec::new();
         for mut config in configs {
             config.bind_address = "127.0.0.1".into();
-            let context = NodeContext::new(config, Clock::new());
+            let context = NodeContext::new(config, Clock::new())?;
             let (started_tx, started_rx) = tokio::sync::oneshot::channel();
             let shutdown = signals.clone();
             let node = fireball::runtime::spawn(async move {

@@ -71,7 +71,8 @@ async fn run_batch(coordinators: &[String], count: usize, label: &str) -> (Vec<Q
     let sampler = {
         let submitted = submitted.clone();
         tokio::spawn(async move {
-            let http = HttpClient::new("test-sampler", 2_000, 0);
+            // Signed: a node's own request may see every user's queries (an anonymous one none).
+            let http = processes::internal_client("test-sampler", 2_000);
             let (mut max_running, mut saw_queued) = (0, false);
             for _ in 0..600 {
                 let queries = submitted.lock().expect("lock").clone();

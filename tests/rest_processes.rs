@@ -29,8 +29,16 @@ fn start_cluster() -> Cluster {
     Cluster::start("fireball-rest", &NAMES, "")
 }
 
+/// The REST calls of these tests speak for alice, whose query they look at and kill.
+const USER: &str = "alice";
+
 async fn send(http: &HttpClient, method: Method, url: String, body: &str) -> Response {
-    let request = Request::new(method, url.clone(), MessageKind::Other).text(body.to_string()).timeout_ms(10_000).retries(0);
+    send_as(http, method, url, body, USER).await
+}
+
+async fn send_as(http: &HttpClient, method: Method, url: String, body: &str, user: &str) -> Response {
+    let request =
+        Request::new(method, url.clone(), MessageKind::Other).text(body.to_string()).header("X-Presto-User", user).timeout_ms(10_000).retries(0);
     http.send(request).await.unwrap_or_else(|error| panic!("{url}: {error}"))
 }
 
@@ -43,7 +51,7 @@ fn json(response: &Response) -> Value {
 async fn eventually(http: &HttpClient, url: String, what: &str, accept: impl Fn(&Value) -> bool) -> Value {
     let deadline = processes::wall_now() + Duration::from_secs(30);
     loop {
-        let request = Request::new(Method::GET, url.clone(), MessageKind::Other).timeout_ms(10_000).retries(0);
+        let request = Request::new(Method::GET, url.clone(), MessageKind::Other).header("X-Presto-User", USER).timeout_ms(10_000).retries(0);
         let last = match http.send(request).await {
             Ok(answer) if answer.status == 200 => {
                 let value = json(&answer);
@@ -148,6 +156,19 @@ async fn rest_endpoints_proxy_kill_and_shut_down_across_processes() {
     let workers = json(&send(&http, Method::GET, format!("{c1}/v1/cluster/workerMemory"), "").await);
     assert_eq!(workers.as_object().expect("map").len(), 2, "{workers}");
 
+    // Another user (no access rules configured) neither sees alice's query nor kills it, on the
+    // owner or through the proxies.
+    for via in [&c1, &c2] {
+        let peek = send_as(&http, Method::GET, format!("{via}/v1/query/{query_id}"), "", "mallory").await;
+        assert_eq!(peek.status, 403, "{}", String::from_utf8_lossy(&peek.body));
+        let kill = send_as(&http, Method::PUT, format!("{via}/v1/query/{query_id}/killed"), "pwned", "mallory").await;
+        assert_eq!(kill.status, 403, "{}", String::from_utf8_lossy(&kill.body));
+        assert!(String::from_utf8_lossy(&kill.body).contains("Access Denied: Cannot kill query owned by alice"));
+        let cancel = send_as(&http, Method::DELETE, format!("{via}/v1/query/{query_id}"), "", "mallory").await;
+        assert_eq!(cancel.status, 403);
+        let listed = json(&send_as(&http, Method::GET, format!("{via}/v1/query"), "", "mallory").await);
+        assert_eq!(listed, serde_json::json!([]), "mallory sees no one else's query");
+    }
     // Killed from coordinator-1: the client sees ADMINISTRATIVELY_KILLED.
     let killed = send(&http, Method::PUT, format!("{c1}/v1/query/{query_id}/killed"), "").await;
     assert_eq!(killed.status, 200, "{}", String::from_utf8_lossy(&killed.body));

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use fireball::local::ClusterLayout;
 use fireball::protocol::client::StatementClient;
-use fireball::runtime::http_client::HttpClient;
+use fireball::runtime::http_client::{HttpClient, Request};
+use hyper::Method;
 use fireball::runtime::sim_hooks::{Event, MessageKind};
 use fireball_sim::cluster::SimCluster;
 use fireball_sim::faults::{Action, Glob, Rule};
@@ -96,7 +97,9 @@ async fn query_heartbeats_are_one_per_rm_per_interval_whatever_the_query_count()
             let last = client.submit(&many, long_query).await.expect("submitted");
             madsim::time::sleep(Duration::from_millis(150)).await;
             let http = HttpClient::new("probe", 2_000, 0);
-            let listed: Value = http.get_json(&format!("{rm_1}/v1/query"), MessageKind::Other, 2_000).await.expect("list");
+            // As alice: a user sees his own queries (and only those, without access rules).
+            let request = Request::new(Method::GET, format!("{rm_1}/v1/query"), MessageKind::Other).header("X-Presto-User", "alice");
+            let listed: Value = http.send_json(request).await.expect("list");
             let id = last["id"].as_str().expect("id").to_string();
             listed.as_array().expect("array").iter().any(|query| query["queryId"] == id)
         })

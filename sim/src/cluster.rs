@@ -108,7 +108,10 @@ impl SimCluster {
                             Ok(listener) => listener,
                             Err(error) => panic!("node failed to start: {error}"),
                         };
-                        let context = NodeContext::new(config, clock);
+                        let context = match NodeContext::new(config, clock) {
+                            Ok(context) => context,
+                            Err(error) => panic!("node failed to start: {error}"),
+                        };
                         // madsim's ctrl-c is the simulated process's signal ([`SimCluster::signal`]).
                         let signal = async {
                             let _ = tokio::signal::ctrl_c().await;

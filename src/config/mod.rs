@@ -98,7 +98,9 @@ pub struct NodeConfig {
     /// counts without the freshness gate; exists to prove the simulation oracle catches it).
     pub admission_policy: AdmissionPolicyName,
     /// The resource-groups JSON (Presto's file-manager format) and where it came from, if any.
-    pub resource_groups: Option<ResourceGroupsSource>,
+    pub resource_groups: Option<JsonFileSource>,
+    /// The access-control rules JSON (Trino's file-based access control), if any.
+    pub access_rules: Option<JsonFileSource>,
 }
 
 /// A secret that never shows in `Debug` output (configs are logged and printed in errors).
@@ -135,7 +137,7 @@ pub enum AdmissionPolicyName {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResourceGroupsSource {
+pub struct JsonFileSource {
     pub json: String,
     pub origin: String,
 }
@@ -152,7 +154,12 @@ impl NodeConfig {
         let mut config = NodeConfig::from_properties(&properties)?;
         let groups_path = dir.join("resource-groups.properties");
         if groups_path.exists() {
-            config.resource_groups = Some(read_resource_groups_properties(&groups_path, dir)?);
+            config.resource_groups =
+                Some(read_json_file_properties(&groups_path, dir, "resource-groups.configuration-manager", "resource-groups.config-file")?);
+        }
+        let access_path = dir.join("access-control.properties");
+        if access_path.exists() {
+            config.access_rules = Some(read_json_file_properties(&access_path, dir, "access-control.name", "security.config-file")?);
         }
         Ok(config)
     }
@@ -214,7 +221,7 @@ impl NodeConfig {
                 SharedSecret::new(secret).map_err(|reason| reader.error_at("internal-communication.shared-secret", &reason))?,
             ),
         };
-        let config = NodeConfig {
+        let mut config = NodeConfig {
             role,
             environment,
             node_id,
@@ -267,7 +274,18 @@ impl NodeConfig {
                 }
             },
             resource_groups: None,
+            access_rules: None,
         };
+        // Trino's `access-control.config-files` names the access-control properties file from
+        // config.properties (also how `fireball local --property` sets one for every node).
+        if let Some(files) = reader.string_opt("access-control.config-files") {
+            let files: Vec<&str> = files.split(',').map(str::trim).filter(|file| !file.is_empty()).collect();
+            let [file] = files[..] else {
+                return Err(reader.error_at("access-control.config-files", "name exactly one file (fireball has one access control)"));
+            };
+            let path = Path::new(file);
+            config.access_rules = Some(read_json_file_properties(path, path.parent().unwrap_or(Path::new(".")), "access-control.name", "security.config-file")?);
+        }
         reader.refuse_unknown()?;
         config.validate()?;
         Ok(config)
@@ -332,27 +350,22 @@ fn low_memory_killer_config(reader: &mut Reader) -> Result<KillerConfig, String>
     Ok(KillerConfig { policy, scope, delay_ms, settle_ms })
 }
 
-fn read_resource_groups_properties(path: &Path, etc_dir: &Path) -> Result<ResourceGroupsSource, String> {
+/// A plugin properties file that selects the `file` implementation and names its JSON file
+/// (`resource-groups.properties`, `access-control.properties`): the JSON, read.
+fn read_json_file_properties(path: &Path, etc_dir: &Path, name_key: &str, file_key: &str) -> Result<JsonFileSource, String> {
     let properties = Properties::read(path)?;
     let mut reader = Reader { properties: &properties, used: BTreeSet::new() };
-    match reader.string_opt("resource-groups.configuration-manager").as_deref() {
+    match reader.string_opt(name_key).as_deref() {
         Some("file") => {}
-        Some(other) => {
-            return Err(reader.error_at(
-                "resource-groups.configuration-manager",
-                &format!("{other:?} is not supported (only \"file\")"),
-            ))
-        }
-        None => return Err(format!("{}: resource-groups.configuration-manager is required", path.display())),
+        Some(other) => return Err(reader.error_at(name_key, &format!("{other:?} is not supported (only \"file\")"))),
+        None => return Err(format!("{}: {name_key} is required", path.display())),
     }
-    let file = reader
-        .string_opt("resource-groups.config-file")
-        .ok_or_else(|| format!("{}: resource-groups.config-file is required", path.display()))?;
+    let file = reader.string_opt(file_key).ok_or_else(|| format!("{}: {file_key} is required", path.display()))?;
     reader.refuse_unknown()?;
     let root = etc_dir.parent().unwrap_or(Path::new("."));
     let resolved = if Path::new(&file).is_absolute() { Path::new(&file).to_path_buf() } else { root.join(&file) };
     let json = std::fs::read_to_string(&resolved).map_err(|error| format!("cannot read {}: {error}", resolved.display()))?;
-    Ok(ResourceGroupsSource { json, origin: resolved.display().to_string() })
+    Ok(JsonFileSource { json, origin: resolved.display().to_string() })
 }
 
 /// Reads typed values and remembers which keys were used, so leftovers can be refused.

@@ -31,7 +31,8 @@ use manager::{DrainProgress, Effect, Input, KillOutcome, QueryManager, Submissio
 
 use crate::context::NodeContext;
 use crate::discovery::announcer::ResourceManagers;
-use crate::protocol::{QueryFailure, QueryResults, SessionContext};
+use crate::protocol::{errors, QueryFailure, QueryResults, SessionContext};
+use crate::sql::ParsedStatement;
 use crate::wire::ClusterView;
 
 /// How often a draining coordinator looks whether its queries are done.
@@ -137,7 +138,7 @@ impl Coordinator {
     /// Creates a query from `POST /v1/statement` and returns the first page.
     fn submit(&self, session: SessionContext, sql: String) -> QueryResults {
         // Parsing is CPU work: done before the lock is taken.
-        let parsed = crate::sql::parse(&sql);
+        let parsed = crate::sql::parse(&sql).and_then(|parsed| self.authorize(&session, parsed));
         let rng = &self.context().rng;
         let slug = format!("x{:016x}{:016x}", rng.next_u64(), rng.next_u64());
         let wall_ms = self.context().clock.wall_ms();
@@ -154,6 +155,23 @@ impl Coordinator {
         let now_ms = self.now_ms();
         let page = self.with_manager(|manager| manager.page(now_ms, &query_id, &slug, manager::PagePath::Queued, 0, self.self_uri()));
         page.unwrap_or_else(|_| unreachable_page(&query_id))
+    }
+
+    /// Refuses, as Presto does (PERMISSION_DENIED), a statement its user may not run or that
+    /// reads a catalog the user may not read (`security::access`). An unqualified table is in
+    /// the session's catalog.
+    fn authorize(&self, session: &SessionContext, parsed: ParsedStatement) -> Result<ParsedStatement, QueryFailure> {
+        let access = &self.context().access;
+        if !access.can_execute(&session.user) {
+            return Err(QueryFailure::new(errors::PERMISSION_DENIED, "Access Denied: Cannot execute query"));
+        }
+        for name in &parsed.tables {
+            let catalog = if name.len() >= 3 { name.first() } else { session.catalog.as_ref() };
+            if let Some(catalog) = catalog.filter(|catalog| !access.can_access_catalog(&session.user, catalog)) {
+                return Err(QueryFailure::new(errors::PERMISSION_DENIED, format!("Access Denied: Cannot access catalog {catalog}")));
+            }
+        }
+        Ok(parsed)
     }
 
     pub fn cancel(&self, query_id: &str) {

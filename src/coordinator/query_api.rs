@@ -24,6 +24,8 @@ use super::Coordinator;
 use crate::protocol::errors::{self, ErrorCode};
 use crate::protocol::QueryFailure;
 use crate::rest::cluster_json::{self, OwnedQuery};
+use crate::rest::identity::Requester;
+use crate::security::access::{AccessControl, QueryAccess};
 use crate::rest::proxy::{self, Forward};
 use crate::wire::QueryState;
 
@@ -85,8 +87,19 @@ fn query_info(coordinator: &Coordinator, query_id: &str) -> Option<Value> {
     })
 }
 
-fn owns(coordinator: &Coordinator, query_id: &str) -> bool {
-    coordinator.with_manager(|manager| manager.query(query_id).is_some())
+/// The user who runs `query_id`, when this coordinator holds it.
+fn owner_of(coordinator: &Coordinator, query_id: &str) -> Option<String> {
+    coordinator.with_manager(|manager| manager.query(query_id).map(|query| query.session.user.clone()))
+}
+
+/// The 403 to answer unless the requester may do `what` to a query `owner` runs
+/// (`security::access`).
+fn refusal(coordinator: &Coordinator, request: &Request, what: QueryAccess, owner: &str) -> Option<Response> {
+    let requester = Requester::of(request.headers(), request.extensions());
+    if requester.may(&coordinator.context().access, what, owner) {
+        return None;
+    }
+    Some(proxy::text(StatusCode::FORBIDDEN, AccessControl::denied_message(what, owner)))
 }
 
 /// Forwards the request to an RM (503 when none answers within the request timeout).
@@ -114,6 +127,11 @@ async fn not_owned(coordinator: Coordinator, request: Request, not_found: Status
 }
 
 async fn get_query(State(coordinator): State<Coordinator>, Path(query_id): Path<String>, request: Request) -> Response {
+    if let Some(owner) = owner_of(&coordinator, &query_id) {
+        if let Some(denied) = refusal(&coordinator, &request, QueryAccess::View, &owner) {
+            return denied;
+        }
+    }
     match query_info(&coordinator, &query_id) {
         Some(info) => Json(info).into_response(),
         // Presto's owner answers 410 for a query it no longer holds.
@@ -122,7 +140,10 @@ async fn get_query(State(coordinator): State<Coordinator>, Path(query_id): Path<
 }
 
 async fn delete_query(State(coordinator): State<Coordinator>, Path(query_id): Path<String>, request: Request) -> Response {
-    if owns(&coordinator, &query_id) {
+    if let Some(owner) = owner_of(&coordinator, &query_id) {
+        if let Some(denied) = refusal(&coordinator, &request, QueryAccess::Kill, &owner) {
+            return denied;
+        }
         coordinator.cancel(&query_id);
         return StatusCode::NO_CONTENT.into_response();
     }
@@ -140,8 +161,11 @@ async fn preempt_query(State(coordinator): State<Coordinator>, Path(query_id): P
 }
 
 async fn kill_or_forward(coordinator: Coordinator, query_id: String, request: Request, code: ErrorCode, default: String) -> Response {
-    if !owns(&coordinator, &query_id) {
+    let Some(owner) = owner_of(&coordinator, &query_id) else {
         return not_owned(coordinator, request, StatusCode::GONE).await;
+    };
+    if let Some(denied) = refusal(&coordinator, &request, QueryAccess::Kill, &owner) {
+        return denied;
     }
     let body = match axum::body::to_bytes(request.into_body(), proxy::BODY_BYTES_MAX).await {
         Ok(body) => body,
@@ -177,17 +201,21 @@ async fn query_state(
         let include_all = params.get("includeAllQueries").is_some_and(|value| value == "true");
         let user = params.get("user").filter(|user| !user.is_empty());
         let now_ms = coordinator.now_ms();
-        let listed = coordinator.with_manager(|manager| query_states(manager, now_ms, include_all, user.map(String::as_str)));
+        let requester = Requester::of(request.headers(), request.extensions());
+        let access = &coordinator.context().access;
+        let visible = |owner: &str| requester.may(access, QueryAccess::View, owner);
+        let listed = coordinator.with_manager(|manager| query_states(manager, now_ms, include_all, user.map(String::as_str), &visible));
         return Json(listed).into_response();
     }
     to_resource_manager(State(coordinator), request).await
 }
 
 /// This coordinator's queries as Presto's `QueryStateInfo` (done ones only with `include_all`).
-fn query_states(manager: &QueryManager, now_ms: u64, include_all: bool, user: Option<&str>) -> Vec<Value> {
+/// Only queries `visible` allows (the requester's view rights) are listed.
+fn query_states(manager: &QueryManager, now_ms: u64, include_all: bool, user: Option<&str>, visible: &dyn Fn(&str) -> bool) -> Vec<Value> {
         let mut listed = Vec::new();
         for query in manager.queries() {
-            if (!include_all && query.is_done()) || user.is_some_and(|user| user != query.session.user) {
+            if (!include_all && query.is_done()) || user.is_some_and(|user| user != query.session.user) || !visible(&query.session.user) {
                 continue;
             }
             let mut info = json!({

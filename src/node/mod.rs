@@ -349,7 +349,7 @@ mod tests {
              internal-communication.request-timeout=1s\nshutdown.grace-period={grace_period}\n"
         );
         let properties = Properties::parse(&text, "config.properties").expect("properties parse");
-        NodeContext::new(NodeConfig::from_properties(&properties).expect("valid config"), Clock::new())
+        NodeContext::new(NodeConfig::from_properties(&properties).expect("valid config"), Clock::new()).expect("no access rules")
     }
 
     /// Runs `context` in the background; returns where it listens and the task running it.

@@ -53,11 +53,13 @@ struct Inner {
     metrics: crate::metrics::Metrics,
     /// What `/v1/node` and `/v1/node/failed` answer, refreshed from discovery on every expiry tick.
     nodes: Mutex<crate::rest::nodes::NodeTracker>,
+    /// Whose queries a requester may see in the cluster-wide lists.
+    access: Arc<crate::security::access::AccessControl>,
 }
 
 impl ResourceManager {
     pub fn new(context: crate::context::NodeContext) -> Self {
-        let crate::context::NodeContext { config, clock, client, metrics, .. } = context;
+        let crate::context::NodeContext { config, clock, client, metrics, access, .. } = context;
         let cluster = ClusterState::new(ClusterStateConfig {
             query_expiration_timeout_ms: config.query_expiration_timeout_ms,
             node_status_timeout_ms: config.node_status_timeout_ms,
@@ -73,6 +75,7 @@ impl ResourceManager {
                 cluster: Mutex::new(cluster),
                 metrics,
                 nodes: Mutex::new(crate::rest::nodes::NodeTracker::new()),
+                access,
             }),
         }
     }

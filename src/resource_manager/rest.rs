@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query as UrlQuery, Request, State};
-use axum::http::StatusCode;
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -15,6 +15,8 @@ use crate::config::Role;
 use crate::query_id::{self, CoordinatorSuffix};
 use crate::rest::cluster_json::{self, OwnedQuery, RmSummary};
 use crate::rest::gather;
+use crate::rest::identity::Requester;
+use crate::security::access::QueryAccess;
 use crate::rest::proxy::{self, Forward};
 use crate::wire::QueryState;
 
@@ -107,13 +109,22 @@ fn bad_request(message: String) -> Response {
     proxy::text(StatusCode::BAD_REQUEST, message)
 }
 
-async fn list_queries(State(rm): State<ResourceManager>, UrlQuery(params): UrlQuery<BTreeMap<String, String>>) -> Response {
+/// `GET /v1/query`: every query of the cluster the requester may see.
+async fn list_queries(
+    State(rm): State<ResourceManager>,
+    UrlQuery(params): UrlQuery<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    extensions: Extensions,
+) -> Response {
     let filter = match cluster_json::parse_query_filter(&params) {
         Ok(filter) => filter,
         Err(message) => return bad_request(message),
     };
+    let requester = Requester::of(&headers, &extensions);
+    let mut queries = rm.owned_queries();
+    queries.retain(|query| requester.may(&rm.inner.access, QueryAccess::View, &query.summary.user));
     let wall_now_ms = rm.inner.clock.wall_ms();
-    Json(cluster_json::query_list(&rm.owned_queries(), &filter, wall_now_ms)).into_response()
+    Json(cluster_json::query_list(&queries, &filter, wall_now_ms)).into_response()
 }
 
 /// `GET|DELETE /v1/query/{id}`, `PUT /v1/query/{id}/killed|preempted`: answered by the owner.
@@ -153,7 +164,15 @@ async fn query_at_owner(State(rm): State<ResourceManager>, Path(query_id): Path<
 
 /// `GET /v1/queryState`: every coordinator's own list, concatenated (Presto's
 /// `DistributedQueryInfoResource`). Coordinators that do not answer are left out.
-async fn query_state(State(rm): State<ResourceManager>, UrlQuery(params): UrlQuery<BTreeMap<String, String>>) -> Response {
+/// `GET /v1/queryState`: every coordinator's list (asked as this node), then only the queries
+/// the requester may see.
+async fn query_state(
+    State(rm): State<ResourceManager>,
+    UrlQuery(params): UrlQuery<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    extensions: Extensions,
+) -> Response {
+    let requester = Requester::of(&headers, &extensions);
     let mut passed: Vec<String> = params
         .iter()
         .filter(|(name, _)| name.as_str() != "includeLocalQueryOnly")
@@ -165,7 +184,10 @@ async fn query_state(State(rm): State<ResourceManager>, UrlQuery(params): UrlQue
     let mut states = Vec::new();
     for answer in gather::get_all(&rm.inner.client, urls, rm.second_hop_timeout_ms()).await {
         match answer {
-            Ok(Value::Array(list)) => states.extend(list),
+            Ok(Value::Array(list)) => states.extend(list.into_iter().filter(|state| {
+                let owner = state.get("user").and_then(Value::as_str).unwrap_or_default();
+                requester.may(&rm.inner.access, QueryAccess::View, owner)
+            })),
             Ok(_) => tracing::debug!("a coordinator answered /v1/queryState with something else than a list"),
             Err(error) => tracing::debug!(%error, "a coordinator did not answer /v1/queryState"),
         }

@@ -50,6 +50,8 @@ pub enum Plan {
 pub struct ParsedStatement {
     pub query_type: Option<QueryType>,
     pub plan: Plan,
+    /// The names of the tables the statement reads, as written (for the catalog access rules).
+    pub tables: Vec<Vec<String>>,
 }
 
 /// Longest SQL text accepted (Presto's `query.max-length` default is 1,000,000 characters).
@@ -78,8 +80,13 @@ pub fn parse(sql: &str) -> Result<ParsedStatement, QueryFailure> {
     }
     let statement = statements.remove(0);
     let query_type = classify(&statement);
+    let mut tables = Vec::new();
+    let _ = sqlparser::ast::visit_relations(&statement, |name| {
+        tables.push(name.0.iter().map(|part| part.to_string().trim_matches('"').to_lowercase()).collect());
+        std::ops::ControlFlow::<()>::Continue(())
+    });
     let plan = plan(&statement, sql)?;
-    Ok(ParsedStatement { query_type, plan })
+    Ok(ParsedStatement { query_type, plan, tables })
 }
 
 /// Tokenizes (linear), checks the nesting budget, then parses with the expression-parse budget;

@@ -21,6 +21,7 @@ import argparse
 import html.parser
 import json
 import os
+import pathlib
 import shutil
 import signal
 import socket
@@ -35,7 +36,7 @@ import urllib.request
 import contract_fixture
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from harness import SHARED_SECRET, internal_headers  # noqa: E402  (after the path it lives on)
+from harness import OPERATOR, SHARED_SECRET, as_operator, internal_headers, write_access_control  # noqa: E402  (after the path it lives on)
 
 USER = "console-tester"
 SQL = "SELECT * FROM synthetic(run_time => '180s', memory => '64MB', tasks => 2, rows => 10)"
@@ -68,7 +69,7 @@ def free_port():
 def http(method, url, body=None, headers=None):
     """Returns (status, text); status 0 if the node cannot be reached."""
     data = body.encode() if isinstance(body, str) else body
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    request = urllib.request.Request(url, data=data, method=method, headers=as_operator(headers))
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
             return response.status, response.read().decode("utf-8", "replace")
@@ -120,6 +121,7 @@ class Cluster:
                 config += f"coordinator=false\ndiscovery.uri={rm_uris}\nmemory.pool-size=1GB\n"
             with open(os.path.join(etc, "config.properties"), "w") as f:
                 f.write(config)
+            write_access_control(pathlib.Path(etc))  # OPERATOR sees and kills every user's queries
             log_file = open(os.path.join(self.logs, f"{name}.log"), "w")
             env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"))
             self.children[name] = subprocess.Popen([self.binary, "server", "--etc", etc], stdout=subprocess.DEVNULL,
@@ -448,15 +450,15 @@ def main():
         for name, base in (("coordinator-1", c1), ("coordinator-2", c2), ("rm-1", rm1)):
             status, _ = http("GET", f"{base}/ui/")
             checks.check(status == 200, f"{name}: GET /ui/ answers 200", f"status {status}")
-            dom = Dom(browser.dump_dom(f"{base}/ui/", f"overview-{name}"))
+            dom = Dom(browser.dump_dom(f"{base}/ui/#user={OPERATOR}", f"overview-{name}"))
             check_overview(checks, dom, f"/ui/ from {name}", query_id)
 
         for name, base in (("coordinator-1", c1), ("coordinator-2", c2)):
-            dom = Dom(browser.dump_dom(f"{base}/ui/query.html?{query_id}", f"query-{name}"))
+            dom = Dom(browser.dump_dom(f"{base}/ui/query.html?{query_id}#user={OPERATOR}", f"query-{name}"))
             check_detail(checks, dom, f"/ui/query.html?{{id}} from {name}", query_id)
 
         # An unknown id says so in the panel instead of showing an empty page.
-        dom = Dom(browser.dump_dom(f"{c1}/ui/query.html?20000101_000000_00000_nopee", "query-unknown"))
+        dom = Dom(browser.dump_dom(f"{c1}/ui/query.html?20000101_000000_00000_nopee#user={OPERATOR}", "query-unknown"))
         panel = dom.by_id("panel-query") or {}
         checks.check(panel.get("data-status") in ("missing", "error") and dom.text_by_id.get("panel-query", "").strip() != "",
                      "/ui/query.html?{unknown id} from coordinator-1 shows a clear message",
@@ -464,7 +466,7 @@ def main():
 
         checks.check(follower.is_alive() and follower.error is None, "the client kept following the query meanwhile",
                      follower.error or "follower stopped")
-        shot = browser.screenshot(f"{c1}/ui/", screenshot)
+        shot = browser.screenshot(f"{c1}/ui/#user={OPERATOR}", screenshot)
         checks.check(shot, f"screenshot of /ui/ from coordinator-1 saved to {screenshot}")
 
         # The request the Kill button sends (a click needs the DevTools protocol; the button's
@@ -477,7 +479,7 @@ def main():
         deadline = time.time() + 15
         while time.time() < deadline and (get_json(f"{c2}/v1/query/{query_id}") or {}).get("state") != "FAILED":
             time.sleep(0.3)
-        dom = Dom(browser.dump_dom(f"{c1}/ui/query.html?{query_id}", "query-killed-coordinator-1"))
+        dom = Dom(browser.dump_dom(f"{c1}/ui/query.html?{query_id}#user={OPERATOR}", "query-killed-coordinator-1"))
         facts = dom.by_id("query-facts") or {}
         error = dom.text_by_id.get("query-error", "")
         checks.check(facts.get("data-state") == "FAILED" and "ADMINISTRATIVELY_KILLED" in error,

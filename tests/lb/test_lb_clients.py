@@ -48,7 +48,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "support"))
 TPCH_DIR = pathlib.Path(__file__).resolve().parents[1] / "tpch"
 sys.path.insert(0, str(TPCH_DIR))
 from compare import compare as compare_tpch  # noqa: E402
-from harness import stop as _stop, time_limit, write_server_etc  # noqa: E402
+from harness import as_operator, stop as _stop, time_limit, write_server_etc  # noqa: E402
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 60
@@ -87,7 +87,7 @@ LONG_RUN_TIME = "60s"
 
 def _http(method, url, body=None, headers=None, timeout_s=5.0):
     """(status, parsed JSON or text); HTTP errors are answers, not exceptions."""
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    request = urllib.request.Request(url, data=body, method=method, headers=as_operator(headers))
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             status, raw, kind = response.status, response.read(), response.headers.get("content-type", "")

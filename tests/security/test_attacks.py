@@ -394,3 +394,40 @@ def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read(cluster):
                         {"X-Presto-User": "big"})
     assert status == 413, text
     assert_healthy(cluster)
+
+
+# ---------------------------------------------------------------------------------------------
+# Query ownership (etc/access-control.properties; the harness's rules let OPERATOR see all)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_user_can_neither_see_nor_kill_another_users_query(cluster):
+    """Before: any user could list every user's SQL and kill any query with his own message.
+    Now mallory gets 403 on alice's query, on its owner and through the other coordinator and
+    an RM, and her lists leave it out; alice and the operator (an access rule) still see it."""
+    sql = "SELECT * FROM synthetic(run_time => '20s', tasks => 1, rows => 1)"
+    _, page = http_json("POST", url(cluster, "coordinator-1", "/v1/statement"), body=sql.encode(),
+                        headers={"X-Presto-User": "alice"})
+    query_id = page["id"]
+    mallory = {"X-Presto-User": "mallory"}
+    try:
+        for node in ("coordinator-1", "coordinator-2"):
+            status, text = send("GET", url(cluster, node, f"/v1/query/{query_id}"), headers=mallory)
+            assert status == 403, (node, status, text)
+            status, text = send("PUT", url(cluster, node, f"/v1/query/{query_id}/killed"), b"pwned", mallory)
+            assert (status, "Access Denied: Cannot kill query owned by alice" in text) == (403, True), (node, text)
+            status, _ = send("DELETE", url(cluster, node, f"/v1/query/{query_id}"), headers=mallory)
+            assert status == 403, node
+        for node in ("coordinator-2", "rm-1"):
+            _, listed = http_json("GET", url(cluster, node, "/v1/query"), headers=mallory)
+            assert query_id not in [query["queryId"] for query in listed], node
+        status, anonymous = send("GET", url(cluster, "rm-1", "/v1/query"))
+        assert (status, json.loads(anonymous)) == (200, []), "no user named: nobody's queries"
+        _, info = http_json("GET", url(cluster, "coordinator-2", f"/v1/query/{query_id}"), headers={"X-Presto-User": "alice"})
+        assert info["state"] in ("QUEUED", "RUNNING"), "mallory's kill did not take"
+        _, listed = http_json("GET", url(cluster, "rm-1", "/v1/query"))  # as the operator
+        assert query_id in [query["queryId"] for query in listed]
+    finally:
+        status, _ = send("DELETE", url(cluster, "coordinator-2", f"/v1/query/{query_id}"), headers={"X-Presto-User": "alice"})
+        assert status == 204, "the owner cancels his own query, through another coordinator"
+    assert_healthy(cluster)

@@ -142,8 +142,33 @@ def internal_headers(subject, **token_args):
     return {"X-Presto-Internal-Bearer": internal_token(subject, **token_args)}
 
 
+# The user the tests' own REST calls (query lists, query info, kills) speak for. By default a user
+# sees and kills only his own queries; the clusters the tests start get ACCESS_RULES, which let
+# this one see and kill everyone's, as an operator's would.
+OPERATOR = "fireball-operator"
+ACCESS_RULES = {"queries": [{"user": OPERATOR, "allow": ["execute", "view", "kill"]}, {"allow": ["execute"]}]}
+
+
+def write_access_control(directory):
+    """Writes DIRECTORY/rules.json (ACCESS_RULES) and the access-control.properties naming it;
+    returns the latter's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "rules.json").write_text(json.dumps(ACCESS_RULES))
+    properties = directory / "access-control.properties"
+    properties.write_text(f"access-control.name=file\nsecurity.config-file={directory / 'rules.json'}\n")
+    return properties
+
+
+def as_operator(headers):
+    """HEADERS (or none) with X-Presto-User set to OPERATOR unless they name a user already."""
+    headers = dict(headers or {})
+    if not any(name.lower() in ("x-presto-user", "x-trino-user") for name in headers):
+        headers["X-Presto-User"] = OPERATOR
+    return headers
+
+
 def http_json(method, url, body=None, headers=None, timeout_s=5.0):
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    request = urllib.request.Request(url, data=body, method=method, headers=as_operator(headers))
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
         return response.status, json.loads(response.read() or b"null")
 
@@ -210,9 +235,11 @@ def start_local_cluster(binary, log_dir, startup_timeout_s, extra_args=()):
         stdout_path = log_dir / f"attempt{attempt}.stdout"
         stderr_path = log_dir / f"attempt{attempt}.stderr"
         with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
+            access_control = write_access_control(log_dir / "access-control")
             process = subprocess.Popen(
                 [binary, "local", "--base-port", str(base_port),
-                 "--property", f"internal-communication.shared-secret={SHARED_SECRET}", *extra_args],
+                 "--property", f"internal-communication.shared-secret={SHARED_SECRET}",
+                 "--property", f"access-control.config-files={access_control}", *extra_args],
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
@@ -261,4 +288,5 @@ def write_server_etc(node_dir, name, role, port, rm_uris, extra=""):
     else:
         raise ValueError(f"unknown role {role!r}")
     (etc / "config.properties").write_text(common + extra + role_lines)
+    write_access_control(etc)
     return etc

@@ -22,6 +22,26 @@ const FB = (() => {
   }
 
   /**
+   * The user the console speaks for (X-Presto-User): the cluster shows a user his own queries,
+   * and others' only as its access rules allow. Set by opening a page with `#user=NAME`, then
+   * remembered in this browser; null when never set.
+   */
+  function user() {
+    const match = location.hash.match(/(?:^#|&)user=([^&]*)/);
+    if (match) {
+      try {
+        localStorage.setItem("fireball-user", decodeURIComponent(match[1]));
+      } catch (e) { /* storage disabled: the hash still names the user on this page */ }
+      return decodeURIComponent(match[1]) || null;
+    }
+    try {
+      return localStorage.getItem("fireball-user") || null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  /**
    * GET (or another method) with a timeout. Never throws: resolves to
    * {ok, status, data, error} where error is a one-line human message.
    */
@@ -30,8 +50,10 @@ const FB = (() => {
     const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
     const method = (options && options.method) || "GET";
     try {
-      const response = await fetch(path, Object.assign({ cache: "no-store", signal: controller.signal,
-        headers: { "Accept": "application/json" } }, options || {}));
+      const headers = Object.assign({ "Accept": "application/json" }, (options && options.headers) || {});
+      const who = user();
+      if (who) headers["X-Presto-User"] = who;
+      const response = await fetch(path, Object.assign({ cache: "no-store", signal: controller.signal }, options || {}, { headers }));
       const text = await response.text();
       if (!response.ok) {
         const detail = text.trim().slice(0, 200);
@@ -253,7 +275,7 @@ const FB = (() => {
     return value;
   }
 
-  return { el, request, setPanel, renderPanel, refreshLoop, showServedBy, bytes, formatBytes, formatDuration,
+  return { el, user, request, setPanel, renderPanel, refreshLoop, showServedBy, bytes, formatBytes, formatDuration,
     durationMs, queryElapsed, ownerUri, ownerName, groupName, user, pill, statePill, bar, queryLink, num, table,
     asArray, asObject, TERMINAL, clock };
 })();

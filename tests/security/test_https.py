@@ -519,3 +519,57 @@ def test_a_client_through_nginx_tls_pass_through(cluster, pki, nginx):
             break
         assert time.monotonic() < deadline, f"nginx logged no session to {upstream}: {lines}"
         time.sleep(0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Refused at startup, with what and where
+# ---------------------------------------------------------------------------------------------
+
+
+def _start_refused(binary, root, name, extra, password_lines=None):
+    """Starts a coordinator whose configuration is bad; returns its stderr once it has exited."""
+    port, https_port = _free_port(), _free_port()
+    etc = write_server_etc(root / name, name, "coordinator", port, [f"http://{HOST}:{_free_port()}"],
+                           f"internal-communication.shared-secret={SHARED_SECRET}\n"
+                           f"http-server.https.port={https_port}\n" + extra)
+    if password_lines is not None:
+        (root / name / "password.db").write_text(password_lines)
+        (etc / "password-authenticator.properties").write_text(
+            "password-authenticator.name=file\nfile.password-file=password.db\n")
+    result = subprocess.run([binary, "server", "--etc", str(etc)], stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode != 0, f"{name} started with a bad configuration:\n{result.stderr}"
+    return result.stderr
+
+
+def test_bad_settings_stop_the_node_at_startup_with_what_and_where(pki, tmp_path):
+    binary = os.environ.get("FIREBALL_BIN")
+    if not binary or not os.access(binary, os.X_OK):
+        pytest.fail(f"FIREBALL_BIN must name the fireball binary (got {binary!r}); run ci/tpch")
+    ca_path, keystore = pki
+    https = f"http-server.https.enabled=true\nhttp-server.https.keystore.path={keystore}\n"
+    alice = _run(["htpasswd", "-nbB", "-C", "4", USER, PASSWORD], tmp_path).strip()
+
+    error = _start_refused(binary, tmp_path, "damaged-line", https + "http-server.authentication.type=PASSWORD\n",
+                           f"{alice}\nbob:$2y$10$tooshort\n")
+    assert "password.db:2" in error and "bob" in error, error
+    assert "$2y$10$" not in error.replace("$2y$10$tooshort", ""), "no hash from the file is shown"
+
+    error = _start_refused(binary, tmp_path, "no-https", "http-server.authentication.type=PASSWORD\n", f"{alice}\n")
+    assert "https.enabled" in error, error
+
+    error = _start_refused(binary, tmp_path, "no-keystore", "http-server.https.enabled=true\n"
+                           f"http-server.https.keystore.path={tmp_path / 'missing.pem'}\n")
+    assert "missing.pem" in error, error
+
+    # A keystore whose key belongs to another certificate.
+    other_key = tmp_path / "other.key"
+    _run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(other_key)], tmp_path)
+    mismatched = tmp_path / "mismatched.pem"
+    mismatched.write_text((keystore.parent / "server.pem").read_text() + other_key.read_text())
+    error = _start_refused(binary, tmp_path, "mismatched-key", "http-server.https.enabled=true\n"
+                           f"http-server.https.keystore.path={mismatched}\n")
+    assert "mismatched.pem" in error, error
+
+    error = _start_refused(binary, tmp_path, "kerberos", "http-server.authentication.type=KERBEROS\n")
+    assert "config.properties:" in error and "KERBEROS" in error, error

@@ -14,7 +14,8 @@
 //! Once the password is checked, `X-Presto-User` (or `X-Trino-User`) must name the same user, or
 //! is set to it when absent (403 "cannot impersonate" otherwise), and `Authorization` is removed
 //! so that the password is never forwarded to another node. Refusals are counted in
-//! `fireball_client_auth_failures_total{reason}`.
+//! `fireball_client_auth_failures_total{reason}`, checks in
+//! `fireball_client_password_checks_total{source}` (`cache` or `bcrypt`).
 
 use std::sync::Arc;
 
@@ -178,8 +179,8 @@ async fn check(authenticator: &PasswordAuthenticator, metrics: &Metrics, mut req
     let refusal = match gate(request.method(), request.uri().path(), over_tls, from_node, credentials) {
         Gate::Open => return next.run(request).await,
         Gate::Refuse(refusal) => refusal,
-        Gate::Check { user, password } => match authenticator.check(&user, &password).await {
-            PasswordCheck::Valid => match assume_principal(request.headers_mut(), &user) {
+        Gate::Check { user, password } => match checked(authenticator, metrics, &user, &password).await {
+            PasswordCheck::Valid { .. } => match assume_principal(request.headers_mut(), &user) {
                 Ok(()) => return next.run(request).await,
                 Err(refusal) => refusal,
             },
@@ -195,6 +196,13 @@ async fn check(authenticator: &PasswordAuthenticator, metrics: &Metrics, mut req
     let source = request.extensions().get::<PeerAddr>().map_or_else(|| "unknown".to_string(), |peer| peer.0.ip().to_string());
     tracing::debug!(%source, method = %request.method(), path = %request.uri().path(), reason = refusal.reason, "refused a client request");
     refusal.into_response()
+}
+
+/// One password check, counted by where its answer came from (the cache or a bcrypt run).
+async fn checked(authenticator: &PasswordAuthenticator, metrics: &Metrics, user: &str, password: &str) -> PasswordCheck {
+    let check = authenticator.check(user, password).await;
+    metrics.client_password_checked(if matches!(check, PasswordCheck::Valid { from_cache: true }) { "cache" } else { "bcrypt" });
+    check
 }
 
 #[cfg(test)]

@@ -31,7 +31,9 @@ const UNKNOWN_USER_HASH: &str = "$2y$10$axR82cXOb185k4HuS4mcBuX7uP3MhG8YmANjR.Es
 /// only: the client gets the same answer for both.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PasswordCheck {
-    Valid,
+    /// `from_cache`: a check of the same user and password succeeded less than
+    /// [`VERIFIED_TTL_MS`] ago (no bcrypt run).
+    Valid { from_cache: bool },
     UnknownUser,
     WrongPassword,
     /// The check itself failed (a damaged hash, the blocking pool gone).
@@ -100,7 +102,7 @@ impl PasswordAuthenticator {
     pub async fn check(&self, user: &str, password: &str) -> PasswordCheck {
         let key = cache_key(user, password);
         if crate::runtime::lock(&self.verified).is_fresh(&key, self.clock.now_ms()) {
-            return PasswordCheck::Valid;
+            return PasswordCheck::Valid { from_cache: true };
         }
         let (hash, known) = match self.file.hash_of(user) {
             Some(hash) => (hash.to_string(), true),
@@ -114,7 +116,7 @@ impl PasswordAuthenticator {
         match verified {
             Ok(Ok(true)) if known => {
                 crate::runtime::lock(&self.verified).insert(key, self.clock.now_ms());
-                PasswordCheck::Valid
+                PasswordCheck::Valid { from_cache: false }
             }
             Ok(Ok(_)) if !known => PasswordCheck::UnknownUser,
             Ok(Ok(_)) => PasswordCheck::WrongPassword,
@@ -145,12 +147,12 @@ mod tests {
     #[tokio::test]
     async fn checks_htpasswd_hashes_and_caches_only_successes() {
         let auth = authenticator();
-        assert_eq!(auth.check("alice", "secret").await, PasswordCheck::Valid);
+        assert_eq!(auth.check("alice", "secret").await, PasswordCheck::Valid { from_cache: false });
         assert_eq!(auth.check("alice", "Secret").await, PasswordCheck::WrongPassword);
-        assert_eq!(auth.check("bob", "pw").await, PasswordCheck::Valid);
+        assert_eq!(auth.check("bob", "pw").await, PasswordCheck::Valid { from_cache: false });
         assert_eq!(auth.check("carol", "secret").await, PasswordCheck::UnknownUser);
         assert_eq!(auth.cached_entries(), 2, "only the two successes are remembered");
-        assert_eq!(auth.check("alice", "secret").await, PasswordCheck::Valid, "from the cache");
+        assert_eq!(auth.check("alice", "secret").await, PasswordCheck::Valid { from_cache: true });
     }
 
     #[test]

@@ -339,6 +339,21 @@ def test_next_and_info_uris_are_https_on_the_https_port(cluster, pki):
     assert pages[-1]["stats"]["state"] == "FINISHED"
 
 
+def test_a_querys_polls_cost_one_bcrypt_check(cluster, pki):
+    ca_path, _ = pki
+    # bob is used nowhere else, so his first request is not in the cache yet.
+    bob = basic(OTHER_USER, OTHER_PASSWORD)
+    checks = lambda source: metric_value(cluster, "fireball_client_password_checks_total", {"source": source})  # noqa: E731
+    bcrypt_before, cache_before = checks("bcrypt"), checks("cache")
+    status, _, text = request(cluster, ca_path, "POST", "/v1/statement", headers=bob,
+                              body=b"SELECT * FROM synthetic(run_time => '1s', tasks => 2, rows => 4)")
+    assert status == 200, text
+    pages = _follow(cluster, ca_path, json.loads(text), bob, time.monotonic() + 30)
+    assert len(pages) >= 3 and pages[-1]["stats"]["state"] == "FINISHED", [page["stats"]["state"] for page in pages]
+    assert checks("bcrypt") == bcrypt_before + 1, "only the first request ran bcrypt"
+    assert checks("cache") >= cache_before + len(pages) - 1
+
+
 # ---------------------------------------------------------------------------------------------
 # Refusals
 # ---------------------------------------------------------------------------------------------

@@ -4,10 +4,12 @@
 //! Presto (which fails on "Configuration property 'x' was not used"), an unknown key stops the node
 //! with the file and line, because a misspelt limit silently ignored is worse than no start.
 
+pub mod client_security;
 pub mod low_memory_killer;
 pub mod properties;
 pub mod units;
 
+use client_security::{ClientAuthentication, HttpsConfig, PasswordFile};
 use low_memory_killer::{KillerConfig, KillerPolicy, KillerScope};
 use properties::{Origin, Properties};
 use std::collections::BTreeSet;
@@ -101,6 +103,12 @@ pub struct NodeConfig {
     pub resource_groups: Option<JsonFileSource>,
     /// The access-control rules JSON (Trino's file-based access control), if any.
     pub access_rules: Option<JsonFileSource>,
+        /// `http-server.https.enabled=true`: the HTTPS listener, next to the HTTP one.
+    pub https: Option<HttpsConfig>,
+    /// `http-server.authentication.type` (client requests only; nodes use the shared secret).
+    pub client_authentication: ClientAuthentication,
+    /// The users of `etc/password-authenticator.properties`' file, when PASSWORD is configured.
+    pub password_file: Option<PasswordFile>,
 }
 
 /// A secret that never shows in `Debug` output (configs are logged and printed in errors).
@@ -161,6 +169,16 @@ impl NodeConfig {
         if access_path.exists() {
             config.access_rules = Some(read_json_file_properties(&access_path, dir, "access-control.name", "security.config-file")?);
         }
+        // Relative paths are taken from the directory holding `etc/` (Presto's install root).
+        let root = dir.parent().unwrap_or(Path::new("."));
+        if let Some(https) = config.https.as_mut() {
+            https.keystore_path = root.join(&https.keystore_path);
+        }
+        let authenticator_path = dir.join("password-authenticator.properties");
+        if authenticator_path.exists() {
+            config.password_file = Some(client_security::read_password_authenticator(&authenticator_path, root)?);
+        }
+        config.check_client_security()?;
         Ok(config)
     }
 
@@ -221,6 +239,11 @@ impl NodeConfig {
                 SharedSecret::new(secret).map_err(|reason| reader.error_at("internal-communication.shared-secret", &reason))?,
             ),
         };
+        let https = https_config(&mut reader, http_port)?;
+        let client_authentication = client_security::parse_authentication_type(
+            reader.string_opt("http-server.authentication.type").as_deref(),
+        )
+        .map_err(|reason| reader.error_at("http-server.authentication.type", &reason))?;
         let mut config = NodeConfig {
             role,
             environment,
@@ -275,6 +298,9 @@ impl NodeConfig {
             },
             resource_groups: None,
             access_rules: None,
+            https,
+            client_authentication,
+            password_file: None,
         };
         // Trino's `access-control.config-files` names the access-control properties file from
         // config.properties (also how `fireball local --property` sets one for every node).
@@ -327,6 +353,69 @@ impl NodeConfig {
     pub fn self_uri(&self) -> String {
         format!("http://{}:{}", self.internal_address, self.http_port)
     }
+
+    /// The URI clients that came over HTTPS use for this node, if it serves HTTPS.
+    pub fn self_https_uri(&self) -> Option<String> {
+        self.https.as_ref().map(|https| format!("https://{}:{}", self.internal_address, https.port))
+    }
+
+    /// PASSWORD authentication needs HTTPS (a password never travels in clear), the shared
+    /// secret (nodes' own calls to client endpoints, such as proxied `/v1/query` hops, are
+    /// told apart by it) and a password file. Checked again when a node starts, because
+    /// `fireball local` builds configs without an `etc/` directory.
+    pub fn check_client_security(&self) -> Result<(), String> {
+        if self.client_authentication != ClientAuthentication::Password {
+            if self.password_file.is_some() {
+                return Err("etc/password-authenticator.properties is present but http-server.authentication.type is not PASSWORD".into());
+            }
+            return Ok(());
+        }
+        if self.https.is_none() {
+            return Err("http-server.authentication.type=PASSWORD needs http-server.https.enabled=true: \
+                        passwords are only accepted over HTTPS"
+                .into());
+        }
+        if self.shared_secret.is_none() {
+            return Err("http-server.authentication.type=PASSWORD needs internal-communication.shared-secret \
+                        (nodes authenticate with it, users with their password)"
+                .into());
+        }
+        if self.password_file.is_none() {
+            return Err("http-server.authentication.type=PASSWORD needs etc/password-authenticator.properties \
+                        (password-authenticator.name=file, file.password-file=PATH)"
+                .into());
+        }
+        Ok(())
+    }
+}
+
+/// `http-server.https.enabled`, `.port` and `.keystore.path` (one PEM file: certificate chain
+/// and unencrypted private key). `.keystore.key` is the keystore's password in Presto and
+/// Trino; encrypted keys are not supported, so it is refused rather than ignored.
+fn https_config(reader: &mut Reader, http_port: u16) -> Result<Option<HttpsConfig>, String> {
+    let enabled = reader.bool("http-server.https.enabled", false)?;
+    let port = reader.parse("http-server.https.port", client_security::HTTPS_PORT_DEFAULT)?;
+    let keystore_path = reader.string_opt("http-server.https.keystore.path");
+    if reader.string_opt("http-server.https.keystore.key").is_some() {
+        return Err(reader.error_at(
+            "http-server.https.keystore.key",
+            "encrypted keystores are not supported: put the certificate chain and an unencrypted private key \
+             in one PEM file named by http-server.https.keystore.path",
+        ));
+    }
+    if !enabled {
+        return Ok(None);
+    }
+    let Some(keystore_path) = keystore_path.filter(|path| !path.trim().is_empty()) else {
+        return Err(reader.error_at(
+            "http-server.https.enabled",
+            "HTTPS needs http-server.https.keystore.path (a PEM file with the certificate chain and private key)",
+        ));
+    };
+    if port == http_port && port != 0 {
+        return Err(reader.error_at("http-server.https.port", "must differ from http-server.http.port"));
+    }
+    Ok(Some(HttpsConfig { port, keystore_path: keystore_path.trim().into() }))
 }
 
 /// `query.low-memory-killer.policy` and `.delay` (Presto's names and defaults) and fireball's
@@ -519,5 +608,23 @@ mod tests {
         assert!(config("node.environment=test\n").unwrap_err().contains("resource-manager-enabled"));
         let bad_uri = config("node.environment=test\nresource-manager-enabled=true\ndiscovery.uri=ftp://x\n").unwrap_err();
         assert!(bad_uri.contains("config.properties:3"), "{bad_uri}");
+    }
+
+    #[test]
+    fn https_and_password_settings_are_checked_where_they_are_written() {
+        let https = config(&format!("{BASE}http-server.https.enabled=true\nhttp-server.https.port=8443\nhttp-server.https.keystore.path=/etc/server.pem\n")).unwrap();
+        assert_eq!(https.https.as_ref().map(|https| https.port), Some(8443));
+        assert_eq!(https.self_https_uri().as_deref(), Some("https://127.0.0.1:8443"));
+        assert_eq!(config(BASE).unwrap().https, None);
+        let no_keystore = config(&format!("{BASE}http-server.https.enabled=true\n")).unwrap_err();
+        assert!(no_keystore.starts_with("config.properties:4: http-server.https.enabled") && no_keystore.contains("keystore.path"), "{no_keystore}");
+        let bad_port = config(&format!("{BASE}http-server.https.port=99999\n")).unwrap_err();
+        assert!(bad_port.starts_with("config.properties:4: http-server.https.port"), "{bad_port}");
+        let key = config(&format!("{BASE}http-server.https.keystore.key=changeit\n")).unwrap_err();
+        assert!(key.contains("config.properties:4") && key.contains("encrypted keystores"), "{key}");
+        let kerberos = config(&format!("{BASE}http-server.authentication.type=KERBEROS\n")).unwrap_err();
+        assert!(kerberos.starts_with("config.properties:4: http-server.authentication.type"), "{kerberos}");
+        let password = config(&format!("{BASE}http-server.authentication.type=PASSWORD\n")).unwrap();
+        assert!(password.check_client_security().unwrap_err().contains("https.enabled"));
     }
 }

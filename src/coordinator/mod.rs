@@ -106,6 +106,15 @@ impl Coordinator {
         &self.inner.self_uri
     }
 
+    /// The base of the URIs handed to a client (`nextUri`, `infoUri`): the HTTPS one when the
+    /// client came over HTTPS, so it keeps its password off plain HTTP.
+    pub fn client_base_uri(&self, over_tls: bool) -> String {
+        match (over_tls, self.config().self_https_uri()) {
+            (true, Some(https_uri)) => https_uri,
+            _ => self.inner.self_uri.clone(),
+        }
+    }
+
     pub fn node_id(&self) -> &str {
         self.inner.context.node_id()
     }
@@ -136,7 +145,7 @@ impl Coordinator {
     }
 
     /// Creates a query from `POST /v1/statement` and returns the first page.
-    fn submit(&self, session: SessionContext, sql: String) -> QueryResults {
+    fn submit(&self, session: SessionContext, sql: String, base_uri: &str) -> QueryResults {
         // Parsing is CPU work: done before the lock is taken.
         let parsed = crate::sql::parse(&sql).and_then(|parsed| self.authorize(&session, parsed));
         let rng = &self.context().rng;
@@ -153,7 +162,7 @@ impl Coordinator {
             })
             .unwrap_or_default();
         let now_ms = self.now_ms();
-        let page = self.with_manager(|manager| manager.page(now_ms, &query_id, &slug, manager::PagePath::Queued, 0, self.self_uri()));
+        let page = self.with_manager(|manager| manager.page(now_ms, &query_id, &slug, manager::PagePath::Queued, 0, base_uri));
         page.unwrap_or_else(|_| unreachable_page(&query_id))
     }
 

@@ -12,12 +12,13 @@ use axum::extract::{Path, Query as UrlQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 
 use super::manager::PagePath;
 use super::query::PageError;
 use super::Coordinator;
 use crate::protocol::SessionContext;
+use crate::runtime::http_server::OverTls;
 
 const MAX_WAIT_MS_DEFAULT: u64 = 1_000;
 const MAX_WAIT_MS_MAX: u64 = 10_000;
@@ -34,7 +35,10 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.into()).into_response()
 }
 
-async fn post_statement(State(coordinator): State<Coordinator>, headers: HeaderMap, body: Bytes) -> Response {
+/// Whether the request came over HTTPS (then the URIs handed out are HTTPS ones).
+type Tls = Option<Extension<OverTls>>;
+
+async fn post_statement(State(coordinator): State<Coordinator>, tls: Tls, headers: HeaderMap, body: Bytes) -> Response {
     let session = match SessionContext::from_headers(&headers) {
         Ok(session) => session,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
@@ -45,7 +49,7 @@ async fn post_statement(State(coordinator): State<Coordinator>, headers: HeaderM
     if sql.trim().is_empty() {
         return text(StatusCode::BAD_REQUEST, "SQL statement is empty");
     }
-    let page = coordinator.submit(session, sql);
+    let page = coordinator.submit(session, sql, &coordinator.client_base_uri(tls.is_some()));
     Json(page).into_response()
 }
 
@@ -68,18 +72,20 @@ fn page_error(error: PageError) -> Response {
 
 async fn get_queued(
     State(coordinator): State<Coordinator>,
+    tls: Tls,
     Path((query_id, token)): Path<(String, u64)>,
     UrlQuery(params): UrlQuery<BTreeMap<String, String>>,
 ) -> Response {
-    serve_page(coordinator, query_id, token, params, PagePath::Queued).await
+    serve_page(coordinator, query_id, token, params, PagePath::Queued, tls.is_some()).await
 }
 
 async fn get_executing(
     State(coordinator): State<Coordinator>,
+    tls: Tls,
     Path((query_id, token)): Path<(String, u64)>,
     UrlQuery(params): UrlQuery<BTreeMap<String, String>>,
 ) -> Response {
-    serve_page(coordinator, query_id, token, params, PagePath::Executing).await
+    serve_page(coordinator, query_id, token, params, PagePath::Executing, tls.is_some()).await
 }
 
 async fn serve_page(
@@ -88,6 +94,7 @@ async fn serve_page(
     token: u64,
     params: BTreeMap<String, String>,
     path: PagePath,
+    over_tls: bool,
 ) -> Response {
     let (slug, max_wait_ms) = match read_params(&params) {
         Ok(read) => read,
@@ -115,7 +122,8 @@ async fn serve_page(
         }
     }
     let now_ms = coordinator.now_ms();
-    let page = coordinator.with_manager(|manager| manager.page(now_ms, &query_id, &slug, path, token, coordinator.self_uri()));
+    let base_uri = coordinator.client_base_uri(over_tls);
+    let page = coordinator.with_manager(|manager| manager.page(now_ms, &query_id, &slug, path, token, &base_uri));
     match page {
         Ok(page) => Json(page).into_response(),
         Err(error) => page_error(error),

@@ -101,6 +101,10 @@ metric!(HEARTBEATS_SUPERSEDED, "fireball_heartbeats_superseded_total", Counter, 
     "Snapshots replaced by a newer one while the previous send to that target was still in flight.");
 metric!(INTERNAL_AUTH_FAILURES, "fireball_internal_auth_failures_total", Counter, ["reason"],
     "Requests this node refused for want of a valid internal token, by reason (missing, signature, expired ...).");
+metric!(CLIENT_AUTH_FAILURES, "fireball_client_auth_failures_total", Counter, ["reason"],
+    "Client requests this node refused by PASSWORD authentication, by reason (missing, invalid_credentials, insecure_transport, impersonation ...).");
+metric!(CLIENT_PASSWORD_CHECKS, "fireball_client_password_checks_total", Counter, ["source"],
+    "Client passwords this node checked, by where the answer came from: cache (a recent success) or bcrypt.");
 metric!(HEARTBEATS_RECEIVED, "fireball_heartbeats_received_total", Counter, ["kind", "outcome"],
     "Heartbeats this resource manager received, by kind and outcome.");
 metric!(HEARTBEAT_AGE, "fireball_heartbeat_age_seconds", Gauge, ["kind", "node_id"],
@@ -133,7 +137,7 @@ metric!(VIEW_REFRESHES, "fireball_cluster_view_refreshes_total", Counter, ["outc
     "Cluster view polls of this coordinator, by outcome (failure: no resource manager answered).");
 
 /// Families every node shows (HELP/TYPE even before the first sample).
-const COMMON: &[&MetricDef] = &[&NODE_INFO, &HTTP_REQUEST_DURATION, &PROXY_REQUEST_DURATION, &HEARTBEATS_SENT, &HEARTBEAT_SEND_DURATION, &HEARTBEATS_SUPERSEDED, &INTERNAL_AUTH_FAILURES];
+const COMMON: &[&MetricDef] = &[&NODE_INFO, &HTTP_REQUEST_DURATION, &PROXY_REQUEST_DURATION, &HEARTBEATS_SENT, &HEARTBEAT_SEND_DURATION, &HEARTBEATS_SUPERSEDED, &INTERNAL_AUTH_FAILURES, &CLIENT_AUTH_FAILURES, &CLIENT_PASSWORD_CHECKS];
 const RESOURCE_MANAGER: &[&MetricDef] = &[
     &HEARTBEATS_RECEIVED,
     &HEARTBEAT_AGE,
@@ -223,6 +227,16 @@ impl Metrics {
     /// A request was refused by internal authentication (`reason`: a bounded label).
     pub fn internal_auth_refused(&self, reason: &'static str) {
         self.lock().registry.counter_add(&INTERNAL_AUTH_FAILURES, &[reason], 1);
+    }
+
+    /// A client request was refused by PASSWORD authentication (`reason`: a bounded label).
+    pub fn client_auth_refused(&self, reason: &'static str) {
+        self.lock().registry.counter_add(&CLIENT_AUTH_FAILURES, &[reason], 1);
+    }
+
+    /// A client password was checked (`source`: `cache` or `bcrypt`).
+    pub fn client_password_checked(&self, source: &'static str) {
+        self.lock().registry.counter_add(&CLIENT_PASSWORD_CHECKS, &[source], 1);
     }
 
     /// One snapshot send ended (see [`crate::snapshot_sender`]).

@@ -8,6 +8,7 @@
 //! new queries, a worker new tasks), finishes what it runs — bounded by one grace policy,
 //! `shutdown.grace-period` — and returns.
 
+mod client_security;
 pub mod lifecycle;
 
 use axum::body::Bytes;
@@ -81,7 +82,10 @@ pub struct RunningNode {
     pub node_id: String,
     pub role: Role,
     pub uri: String,
+    /// `https://…` when the node serves HTTPS (`http-server.https.enabled`).
+    pub https_uri: Option<String>,
     server: ServerHandle,
+    https_server: Option<ServerHandle>,
     background: Vec<tokio::task::JoinHandle<()>>,
     coordinator: Option<Coordinator>,
     worker: Option<Worker>,
@@ -144,6 +148,9 @@ impl RunningNode {
         for task in &self.background {
             task.abort();
         }
+        if let Some(https_server) = self.https_server {
+            https_server.shutdown().await;
+        }
         self.server.shutdown().await;
         tracing::info!(node = %self.node_id, "stopped");
     }
@@ -178,6 +185,7 @@ pub async fn start_on(listener: TcpListener, context: NodeContext) -> Result<Run
     let mut resource_manager = None;
     let mut worker = None;
     let lifecycle = Lifecycle::new();
+    let client_security = client_security::ClientSecurity::prepare(&context).await?;
     let role_router = match config.role {
         Role::ResourceManager => {
             let rm = ResourceManager::new(context.clone());
@@ -240,15 +248,23 @@ pub async fn start_on(listener: TcpListener, context: NodeContext) -> Result<Run
     }
     // From the outside in: measuring (refused requests are measured too), authentication (an
     // unauthenticated request is refused before its body is read), then the bounded body read.
+    // Client (PASSWORD) authentication sits inside internal authentication, which marks the
+    // requests that come from nodes. Both listeners serve the same routes.
     let router = http_server::bound_request_bodies(router);
+    let router = client_security.layer(router, &metrics);
     let router = crate::security::internal::require_internal_auth(router, context.auth.clone(), metrics.clone());
-    let server = http_server::serve(listener, crate::metrics::http::measure_requests(router, &metrics)).map_err(|error| format!("cannot serve on {bind}: {error}"))?;
-    tracing::info!(node = %config.node_id, role = config.role.name(), uri = %config.self_uri(), "node started");
+    let router = crate::metrics::http::measure_requests(router, &metrics);
+    let server = http_server::serve(listener, router.clone()).map_err(|error| format!("cannot serve on {bind}: {error}"))?;
+    let https_server = client_security.serve_https(router)?;
+    let https_uri = https_server.as_ref().and_then(|_| config.self_https_uri());
+    tracing::info!(node = %config.node_id, role = config.role.name(), uri = %config.self_uri(), https_uri = https_uri.as_deref().unwrap_or("-"), "node started");
     Ok(RunningNode {
         node_id: config.node_id.clone(),
         role: config.role,
         uri: config.self_uri(),
+        https_uri,
         server,
+        https_server,
         background,
         coordinator,
         worker,

@@ -4,6 +4,10 @@
 //! Bounded: at most `CONNECTIONS_MAX` connections are served at once (the permit is taken *before*
 //! accepting, so excess clients wait in the listen backlog instead of costing memory), and
 //! shutdown waits at most `SHUTDOWN_GRACE_MS` for open connections to finish.
+//!
+//! The same loop serves HTTPS in production builds ([`serve_tls`]): the TLS handshake runs in the
+//! connection's own task, bounded by `tls::HANDSHAKE_TIMEOUT_MS`, so a slow or failed handshake
+//! never holds up the accept loop. Requests that came over TLS carry [`OverTls`].
 
 use axum::Router;
 use hyper::server::conn::http1;
@@ -34,11 +38,17 @@ pub const REQUEST_BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// The router, with the connection's [`PeerAddr`] put into each request first.
+/// In a request's extensions when it came over TLS (the HTTPS listener): what tells client
+/// authentication that a password may be accepted, and the coordinator which URIs to hand out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverTls;
+
+/// The router, with the connection's [`PeerAddr`] (and [`OverTls`]) put into each request first.
 #[derive(Clone)]
 struct WithPeer {
     router: Router,
     peer: PeerAddr,
+    over_tls: bool,
 }
 
 impl tower::Service<hyper::Request<hyper::body::Incoming>> for WithPeer {
@@ -52,6 +62,9 @@ impl tower::Service<hyper::Request<hyper::body::Incoming>> for WithPeer {
 
     fn call(&mut self, mut request: hyper::Request<hyper::body::Incoming>) -> Self::Future {
         request.extensions_mut().insert(self.peer);
+        if self.over_tls {
+            request.extensions_mut().insert(OverTls);
+        }
         self.router.call(request)
     }
 }
@@ -135,20 +148,64 @@ impl ServerHandle {
     }
 }
 
+/// Serves one connection with hyper until it ends or the server stops (then gracefully).
+async fn serve_connection<S>(stream: S, service: TowerToHyperService<WithPeer>, stop: Stop)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(SeamTimer)
+        .keep_alive(true)
+        .header_read_timeout(std::time::Duration::from_millis(HEADER_READ_TIMEOUT_MS));
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        biased;
+        result = conn.as_mut() => result,
+        _ = stop.stopped() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(error) = result {
+        // A peer that hangs up mid-response is normal (and common under fault injection).
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
 /// Binds `addr` (use port 0 for an ephemeral port).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// How a listener's connections are carried.
+#[derive(Clone)]
+enum Transport {
+    Plain,
+    #[cfg(not(madsim))]
+    Tls(super::tls::TlsAcceptor),
+}
+
 /// Serves `router` on `listener` until [`ServerHandle::shutdown`].
 pub fn serve(listener: TcpListener, router: Router) -> std::io::Result<ServerHandle> {
+    serve_over(listener, router, Transport::Plain)
+}
+
+/// Serves `router` over TLS on `listener` until [`ServerHandle::shutdown`] (production only).
+#[cfg(not(madsim))]
+pub fn serve_tls(listener: TcpListener, router: Router, acceptor: super::tls::TlsAcceptor) -> std::io::Result<ServerHandle> {
+    serve_over(listener, router, Transport::Tls(acceptor))
+}
+
+fn serve_over(listener: TcpListener, router: Router, transport: Transport) -> std::io::Result<ServerHandle> {
     let local_addr = listener.local_addr()?;
     let stop = Stop::default();
-    let accept_loop = tokio::spawn(accept_loop(listener, router, stop.clone()));
+    let accept_loop = tokio::spawn(accept_loop(listener, router, transport, stop.clone()));
     Ok(ServerHandle { local_addr, stop, accept_loop })
 }
 
-async fn accept_loop(listener: TcpListener, router: Router, stop: Stop) {
+async fn accept_loop(listener: TcpListener, router: Router, transport: Transport, stop: Stop) {
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let mut backoff_ms = 1;
     loop {
@@ -181,30 +238,36 @@ async fn accept_loop(listener: TcpListener, router: Router, stop: Stop) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(WithPeer { router: router.clone(), peer: PeerAddr(peer) });
         let conn_stop = stop.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(SeamTimer)
-                .keep_alive(true)
-                .header_read_timeout(std::time::Duration::from_millis(HEADER_READ_TIMEOUT_MS));
-            let conn = builder.serve_connection(TokioIo::new(FlushOnWrite::new(stream)), service);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                biased;
-                result = conn.as_mut() => result,
-                _ = conn_stop.stopped() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(error) = result {
-                // A peer that hangs up mid-response is normal (and common under fault injection).
-                tracing::debug!(%error, "connection ended with an error");
+        match &transport {
+            Transport::Plain => {
+                let service = TowerToHyperService::new(WithPeer { router: router.clone(), peer: PeerAddr(peer), over_tls: false });
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    serve_connection(FlushOnWrite::new(stream), service, conn_stop).await;
+                });
             }
-        });
+            #[cfg(not(madsim))]
+            Transport::Tls(acceptor) => {
+                let service = TowerToHyperService::new(WithPeer { router: router.clone(), peer: PeerAddr(peer), over_tls: true });
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let handshake = tokio::select! {
+                        biased;
+                        _ = conn_stop.stopped() => return,
+                        handshake = super::timeout_ms(super::tls::HANDSHAKE_TIMEOUT_MS, acceptor.accept(stream)) => handshake,
+                    };
+                    match handshake {
+                        Some(Ok(tls)) => serve_connection(tls, service, conn_stop).await,
+                        // A scanner, a plain-HTTP client on the HTTPS port, an untrusted
+                        // certificate on the client's side: only this connection ends.
+                        Some(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+                        None => tracing::debug!(%peer, timeout_ms = super::tls::HANDSHAKE_TIMEOUT_MS, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
     // Wait (bounded) for open connections to drain: all permits back means all connections ended.
     let drained = super::timeout_ms(SHUTDOWN_GRACE_MS, permits.acquire_many(CONNECTIONS_MAX as u32)).await;

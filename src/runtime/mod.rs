@@ -27,6 +27,8 @@ mod hyper_rt;
 pub mod rng;
 pub mod sim_hooks;
 mod stream;
+#[cfg(not(madsim))]
+pub mod tls;
 
 pub use clock::Clock;
 

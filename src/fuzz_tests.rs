@@ -1,14 +1,20 @@
 //! Property-driven fuzzing of everything fireball parses from a file or the network: the
-//! properties files, resource-groups JSON, client session headers, internal tokens and the JSON
-//! bodies nodes send each other, applied to the RM's state. Inputs are valid documents with random
+//! properties files, resource-groups and access-rules JSON, client session headers, internal
+//! tokens, SQL text, and the JSON bodies nodes send each other (heartbeats applied to the RM's
+//! state, announcements and replication batches to its discovery store, task requests to a
+//! worker's task table). Inputs are valid documents with random
 //! damage (bytes cut, replaced, inserted) and arbitrary text; each target must answer `Ok` or a
 //! clear `Err` and never panic. The case counts are fixed, so `ci/test` spends a bounded time here.
-//! (The SQL front end has its own in `sql/guard_tests.rs`; scenario files theirs in the sim crate.)
+//! (Deeply nested SQL has its own in `sql/guard_tests.rs`; scenario files theirs in the sim crate.)
 
 use proptest::prelude::*;
 
+use crate::discovery::DiscoveryStore;
+use crate::memory::pool::MemoryPool;
 use crate::resource_manager::cluster_state::{ClusterState, ClusterStateConfig};
-use crate::wire::{NodeHeartbeat, QueryHeartbeat};
+use crate::security::access::{AccessControl, QueryAccess};
+use crate::wire::{Announcement, NodeHeartbeat, QueryHeartbeat, ReplicationBatch, TaskRequest};
+use crate::worker::tasks::TaskTable;
 
 const CASES: u32 = 256;
 
@@ -45,6 +51,21 @@ const QUERY_HEARTBEAT: &str = r#"{"coordinator_id":"coordinator-1","coordinator_
 const NODE_HEARTBEAT: &str = r#"{"node_id":"worker-1","role":"worker","uri":"http://127.0.0.1:8280",
     "memory":{"pool_bytes":1073741824,"reserved_bytes":1024,"blocked":false,"query_reservations":{"q1":1024}},
     "cpu":{"processors":2,"running_tasks":1,"blocked_tasks":0}}"#;
+
+const ACCESS_RULES: &str = r#"{"queries": [{"user": "admin", "allow": ["execute", "view", "kill"]},
+    {"user": "auditor", "queryOwner": "alice|bob", "allow": ["view"]}, {"allow": ["execute"]}],
+    "impersonation": [{"original_user": "superset", "new_user": ".*"}],
+    "catalogs": [{"catalog": "system", "allow": "none"}, {"allow": "read-only"}]}"#;
+
+const ANNOUNCEMENT: &str = r#"{"node_id":"worker-1","role":"worker","uri":"http://127.0.0.1:8280","environment":"test","state":"ACTIVE"}"#;
+
+const REPLICATION: &str = r#"{"from_node_id":"rm-2","entries":[{"announcement":{"node_id":"coordinator-1","role":"coordinator",
+    "uri":"http://127.0.0.1:8080","environment":"test","state":"ACTIVE"},"remaining_ms":30000}]}"#;
+
+const TASK_REQUEST: &str = r#"{"query_id":"q1","coordinator_id":"coordinator-1","task_index":0,"run_time_ms":1000,
+    "memory_bytes":1048576,"peak_memory_bytes":2097152,"first_row":0,"row_count":10}"#;
+
+const SQL: &str = include_str!("../tests/tpch/queries/q08.sql");
 
 fn cluster_state() -> ClusterState {
     ClusterState::new(ClusterStateConfig {
@@ -137,5 +158,58 @@ proptest! {
         prop_assert_eq!(state.check_invariants(), Ok(()));
         state.expire(1_000_000);
         prop_assert_eq!(state.check_invariants(), Ok(()));
+    }
+
+    #[test]
+    fn damaged_access_rules_are_parsed_or_refused_with_their_file(edits in edits()) {
+        match AccessControl::parse(&String::from_utf8_lossy(&damage(ACCESS_RULES, &edits)), "rules.json") {
+            Ok(access) => {
+                // Whatever the rules say, a user keeps his own queries.
+                prop_assert!(access.can_access_query("alice", QueryAccess::Kill, "alice"));
+            }
+            Err(error) => prop_assert!(error.starts_with("rules.json"), "{}", error),
+        }
+    }
+
+    /// Damaged and arbitrary SQL is planned or refused with a Presto error, never a panic.
+    #[test]
+    fn damaged_sql_is_parsed_or_refused(edits in edits(), garbage in "\\PC{0,200}") {
+        for text in [String::from_utf8_lossy(&damage(SQL, &edits)).into_owned(), garbage] {
+            if let Err(failure) = crate::sql::parse(&text) {
+                prop_assert!(!failure.message.is_empty());
+            }
+        }
+    }
+
+    /// Announcements and replication batches as a peer could send them, applied to the RM's
+    /// discovery store, and task requests to a worker's task table: both keep their invariants.
+    #[test]
+    fn damaged_discovery_and_task_bodies_are_refused_or_applied_safely(
+        announce_edits in edits(),
+        replicate_edits in edits(),
+        task_edits in edits(),
+        numbers in proptest::collection::vec(any::<u64>(), 3),
+    ) {
+        let mut store = DiscoveryStore::new();
+        if let Ok(announcement) = serde_json::from_slice::<Announcement>(&damage(ANNOUNCEMENT, &announce_edits)) {
+            let _ = store.announce(announcement, 1, 30_000);
+        }
+        if let Ok(mut batch) = serde_json::from_slice::<ReplicationBatch>(&damage(REPLICATION, &replicate_edits)) {
+            for entry in &mut batch.entries {
+                entry.remaining_ms = numbers[0];
+            }
+            let _ = store.merge(batch.entries, 2, 30_000);
+        }
+        let _ = store.snapshot(u64::MAX);
+        let mut table = TaskTable::new("worker-1", MemoryPool::new(1 << 30, 1 << 29), 30_000, false);
+        if let Ok(mut request) = serde_json::from_slice::<TaskRequest>(&damage(TASK_REQUEST, &task_edits)) {
+            request.memory_bytes = numbers[1];
+            request.peak_memory_bytes = numbers[2];
+            let _ = table.create(1, "q1.0.0.0", &request);
+            let _ = table.grow(2, "q1.0.0.0", numbers[2]);
+            prop_assert_eq!(table.check_invariants(), Ok(()));
+            table.tick(u64::MAX / 2);
+        }
+        prop_assert_eq!(table.check_invariants(), Ok(()));
     }
 }

@@ -8,7 +8,6 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::context::NodeContext;
-use crate::metrics::Metrics;
 use crate::runtime::http_server::ServerHandle;
 
 pub(super) struct ClientSecurity {
@@ -59,12 +58,12 @@ impl ClientSecurity {
 
     /// `router` with PASSWORD authentication on its client endpoints, when configured. Goes inside
     /// internal authentication, which marks the requests that come from nodes.
-    pub(super) fn layer(&self, router: Router, metrics: &Metrics) -> Router {
+    pub(super) fn layer(&self, router: Router, context: &NodeContext) -> Router {
         #[cfg(not(madsim))]
         if let Some(password) = &self.password {
-            return crate::security::client::require_password(router, password.clone(), metrics.clone());
+            return crate::security::client::require_password(router, password.clone(), context.access.clone(), context.metrics.clone());
         }
-        let _ = metrics;
+        let _ = context;
         router
     }
 

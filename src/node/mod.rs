@@ -251,7 +251,7 @@ pub async fn start_on(listener: TcpListener, context: NodeContext) -> Result<Run
     // Client (PASSWORD) authentication sits inside internal authentication, which marks the
     // requests that come from nodes. Both listeners serve the same routes.
     let router = http_server::bound_request_bodies(router);
-    let router = client_security.layer(router, &metrics);
+    let router = client_security.layer(router, &context);
     let router = crate::security::internal::require_internal_auth(router, context.auth.clone(), metrics.clone());
     let router = crate::metrics::http::measure_requests(router, &metrics);
     let server = http_server::serve(listener, router.clone()).map_err(|error| format!("cannot serve on {bind}: {error}"))?;

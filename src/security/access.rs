@@ -8,7 +8,9 @@
 //! see and kill his own queries. Without rules — no file, or no `queries` section — a user may
 //! run queries and see and kill only his own: unlike Trino, whose default allows everything,
 //! because anyone who could reach a node could otherwise read every user's SQL and kill it.
-//! A `catalogs` rule has `user` and `catalog` patterns and `allow` (`all`, `read-only`, `none`, or
+//! An `impersonation` rule (`original_user`, `new_user`, `allow`: true by default) lets an
+//! authenticated user run queries as another (`X-Presto-User` naming someone else); without one,
+//! nobody may. A `catalogs` rule has `user` and `catalog` patterns and `allow` (`all`, `read-only`, `none`, or
 //! true / false); without a `catalogs` section every catalog is allowed. fireball's SQL is
 //! read-only, so `read-only` and `all` grant the same.
 //!
@@ -49,8 +51,16 @@ struct CatalogRule {
     allowed: bool,
 }
 
+#[derive(Clone, Debug)]
+struct ImpersonationRule {
+    original: Option<Regex>,
+    new: Option<Regex>,
+    allowed: bool,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct AccessControl {
+    impersonation_rules: Vec<ImpersonationRule>,
     /// `None`: no `queries` section (each user has his own queries only).
     query_rules: Option<Vec<QueryRule>>,
     /// `None`: no `catalogs` section (every catalog).
@@ -61,6 +71,7 @@ pub struct AccessControl {
 #[serde(deny_unknown_fields)]
 struct RulesFile {
     queries: Option<Vec<QueryRuleJson>>,
+    impersonation: Option<Vec<ImpersonationRuleJson>>,
     catalogs: Option<Vec<CatalogRuleJson>>,
 }
 
@@ -71,6 +82,19 @@ struct QueryRuleJson {
     #[serde(rename = "queryOwner")]
     query_owner: Option<String>,
     allow: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImpersonationRuleJson {
+    original_user: Option<String>,
+    new_user: Option<String>,
+    #[serde(default = "allowed_by_default")]
+    allow: bool,
+}
+
+fn allowed_by_default() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -142,7 +166,16 @@ impl AccessControl {
                     .collect::<Result<Vec<_>, String>>()
             })
             .transpose()?;
-        Ok(AccessControl { query_rules, catalog_rules })
+        let mut impersonation_rules = Vec::new();
+        for (index, rule) in file.impersonation.unwrap_or_default().into_iter().enumerate() {
+            let at = format!("{origin}: impersonation[{index}]");
+            impersonation_rules.push(ImpersonationRule {
+                original: pattern(&at, "original_user", rule.original_user)?,
+                new: pattern(&at, "new_user", rule.new_user)?,
+                allowed: rule.allow,
+            });
+        }
+        Ok(AccessControl { impersonation_rules, query_rules, catalog_rules })
     }
 
     /// May `user` run queries at all?
@@ -166,6 +199,16 @@ impl AccessControl {
             .iter()
             .find(|rule| matches(&rule.user, user) && matches(&rule.owner, owner))
             .is_some_and(|rule| rule.allow.contains(&access))
+    }
+
+    /// May the authenticated `principal` run queries as `user`?
+    pub fn can_impersonate(&self, principal: &str, user: &str) -> bool {
+        principal == user
+            || self
+                .impersonation_rules
+                .iter()
+                .find(|rule| matches(&rule.original, principal) && matches(&rule.new, user))
+                .is_some_and(|rule| rule.allowed)
     }
 
     /// May `user` read from `catalog`?
@@ -194,6 +237,10 @@ mod tests {
             { "user": "auditor", "queryOwner": "alice|bob", "allow": ["view"] },
             { "user": "banned", "allow": [] },
             { "allow": ["execute"] }
+        ],
+        "impersonation": [
+            { "original_user": "superset", "new_user": "admin", "allow": false },
+            { "original_user": "superset", "new_user": ".*" }
         ],
         "catalogs": [
             { "user": "admin", "allow": "all" },
@@ -227,6 +274,11 @@ mod tests {
         assert!(access.can_access_catalog("admin", "system"));
         assert!(!access.can_access_catalog("alice", "system"));
         assert!(access.can_access_catalog("alice", "tpch"));
+        assert!(access.can_impersonate("superset", "alice"));
+        assert!(!access.can_impersonate("superset", "admin"), "the first matching rule denies");
+        assert!(!access.can_impersonate("alice", "bob"));
+        assert!(AccessControl::default().can_impersonate("alice", "alice"));
+        assert!(!AccessControl::default().can_impersonate("alice", "bob"));
     }
 
     #[test]

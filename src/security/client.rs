@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use base64::Engine;
 
+use super::access::AccessControl;
 use super::internal::{is_internal, InternalCaller};
 use super::password::{PasswordAuthenticator, PasswordCheck};
 use crate::metrics::Metrics;
@@ -142,13 +143,16 @@ fn user_header(headers: &HeaderMap) -> HeaderName {
 }
 
 /// After a valid password: the user header may only name `principal` (set to it when absent or
-/// empty). Both dialects' headers are checked: which one the session code reads depends on the
-/// request's other headers, so neither may name someone else.
-pub fn assume_principal(headers: &mut HeaderMap, principal: &str) -> Result<(), Refusal> {
+/// empty), or a user the access rules let `principal` impersonate (`may_impersonate`). Both
+/// dialects' headers are checked: which one the session code reads depends on the request's
+/// other headers, so neither may name someone else.
+pub fn assume_principal(headers: &mut HeaderMap, principal: &str, may_impersonate: &dyn Fn(&str) -> bool) -> Result<(), Refusal> {
+    let mut named = false;
     for name in ["x-presto-user", "x-trino-user"] {
         for value in headers.get_all(name) {
             let claimed = value.to_str().map(str::trim).unwrap_or("\u{fffd}");
-            if !claimed.is_empty() && claimed != principal {
+            named |= !claimed.is_empty();
+            if !claimed.is_empty() && claimed != principal && !(value.to_str().is_ok() && may_impersonate(claimed)) {
                 return Err(Refusal::forbidden(
                     "impersonation",
                     format!("Access Denied: User {principal} cannot impersonate user {claimed}"),
@@ -156,23 +160,25 @@ pub fn assume_principal(headers: &mut HeaderMap, principal: &str) -> Result<(), 
             }
         }
     }
-    let Ok(value) = HeaderValue::from_str(principal) else {
-        return Err(Refusal::forbidden("impersonation", "Access Denied: the user name cannot be a header value"));
-    };
-    headers.insert(user_header(headers), value);
+    if !named {
+        let Ok(value) = HeaderValue::from_str(principal) else {
+            return Err(Refusal::forbidden("impersonation", "Access Denied: the user name cannot be a header value"));
+        };
+        headers.insert(user_header(headers), value);
+    }
     headers.remove(header::AUTHORIZATION);
     Ok(())
 }
 
 /// Wraps all of a node's routes with PASSWORD authentication (see the module docs).
-pub fn require_password(router: Router, authenticator: Arc<PasswordAuthenticator>, metrics: Metrics) -> Router {
+pub fn require_password(router: Router, authenticator: Arc<PasswordAuthenticator>, access: Arc<AccessControl>, metrics: Metrics) -> Router {
     router.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-        let (authenticator, metrics) = (authenticator.clone(), metrics.clone());
-        async move { check(&authenticator, &metrics, request, next).await }
+        let (authenticator, access, metrics) = (authenticator.clone(), access.clone(), metrics.clone());
+        async move { check(&authenticator, &access, &metrics, request, next).await }
     }))
 }
 
-async fn check(authenticator: &PasswordAuthenticator, metrics: &Metrics, mut request: Request, next: Next) -> Response {
+async fn check(authenticator: &PasswordAuthenticator, access: &AccessControl, metrics: &Metrics, mut request: Request, next: Next) -> Response {
     let over_tls = request.extensions().get::<OverTls>().is_some();
     let from_node = request.extensions().get::<InternalCaller>().is_some();
     let credentials = read_credentials(request.headers().get(header::AUTHORIZATION));
@@ -180,7 +186,7 @@ async fn check(authenticator: &PasswordAuthenticator, metrics: &Metrics, mut req
         Gate::Open => return next.run(request).await,
         Gate::Refuse(refusal) => refusal,
         Gate::Check { user, password } => match checked(authenticator, metrics, &user, &password).await {
-            PasswordCheck::Valid { .. } => match assume_principal(request.headers_mut(), &user) {
+            PasswordCheck::Valid { .. } => match assume_principal(request.headers_mut(), &user, &|claimed| access.can_impersonate(&user, claimed)) {
                 Ok(()) => return next.run(request).await,
                 Err(refusal) => refusal,
             },
@@ -251,21 +257,26 @@ mod tests {
     fn the_principal_is_the_user_and_cannot_name_another() {
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, basic("alice:pw"));
-        assume_principal(&mut headers, "alice").unwrap();
+        let nobody = |_: &str| false;
+        assume_principal(&mut headers, "alice", &nobody).unwrap();
         assert_eq!(headers.get("x-presto-user").unwrap(), "alice");
         assert!(headers.get(header::AUTHORIZATION).is_none(), "the password is not passed on");
         let mut trino = HeaderMap::new();
         trino.insert("x-trino-source", HeaderValue::from_static("cli"));
-        assume_principal(&mut trino, "alice").unwrap();
+        assume_principal(&mut trino, "alice", &nobody).unwrap();
         assert_eq!(trino.get("x-trino-user").unwrap(), "alice");
         let mut same = HeaderMap::new();
         same.insert("x-presto-user", HeaderValue::from_static("alice"));
-        assert!(assume_principal(&mut same, "alice").is_ok());
+        assert!(assume_principal(&mut same, "alice", &nobody).is_ok());
         for name in ["x-presto-user", "x-trino-user"] {
             let mut other = HeaderMap::new();
             other.insert(name, HeaderValue::from_static("bob"));
-            let refusal = assume_principal(&mut other, "alice").unwrap_err();
+            let refusal = assume_principal(&mut other, "alice", &nobody).unwrap_err();
             assert_eq!((refusal.status, refusal.message.as_str()), (StatusCode::FORBIDDEN, "Access Denied: User alice cannot impersonate user bob"));
+            // An impersonation rule lets alice run as bob: the header stays bob.
+            let bob_only = |claimed: &str| claimed == "bob";
+            assume_principal(&mut other, "alice", &bob_only).unwrap();
+            assert_eq!(other.get(name).unwrap(), "bob");
         }
     }
 }

@@ -30,12 +30,15 @@ import pytest
 import trino
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "support"))
-from harness import HOST, SHARED_SECRET, stop, time_limit, write_server_etc  # noqa: E402
+from harness import ACCESS_RULES, HOST, SHARED_SECRET, stop, time_limit, write_server_etc  # noqa: E402
 
 STARTUP_TIMEOUT_S = 60
 TEST_TIMEOUT_S = 60
 USER, PASSWORD = "alice", "correct horse battery staple"
 OTHER_USER, OTHER_PASSWORD = "bob", "hunter2-but-longer"
+# The access rules' impersonation section lets bob (a reporting tool, say) run queries as the
+# report-* users, and nobody else as anyone else.
+IMPERSONATION = [{"original_user": OTHER_USER, "new_user": "report-.*", "allow": True}]
 # Known sizes of TPC-H's fixed tables (the spec's 25 nations and 5 regions, at any scale).
 NATION_ROWS, REGION_ROWS = 25, 5
 
@@ -194,6 +197,7 @@ def cluster(pki, tmp_path_factory):
                 )
             etc = write_server_etc(root / name, name, role, ports[name], rm_uris, extra)
             if name == "coordinator-1":
+                (etc / "rules.json").write_text(json.dumps({**ACCESS_RULES, "impersonation": IMPERSONATION}))
                 # Relative: taken from the directory that holds etc/ (as Presto's install root).
                 _write_password_file(root / name / "password.db")
                 (etc / "password-authenticator.properties").write_text(
@@ -414,6 +418,21 @@ def test_a_user_header_naming_someone_else_is_403(cluster, pki):
         )
         fetch(connection, "SELECT 1")
     assert metric_value(cluster, "fireball_client_auth_failures_total", {"reason": "impersonation"}) >= 2
+
+
+def test_an_impersonation_rule_lets_a_principal_run_as_another_user(cluster, pki):
+    """bob may run as report-daily (an impersonation rule): the query's user is report-daily;
+    bob may not run as alice, and alice may not run as report-daily."""
+    ca_path, _ = pki
+    page = run_raw(cluster, ca_path, "SELECT 1", headers={**basic(OTHER_USER, OTHER_PASSWORD), "X-Presto-User": "report-daily"})[-1]
+    assert page["stats"]["state"] == "FINISHED", page
+    status, _, text = request(cluster, ca_path, "GET", f"/v1/query/{page['id']}",
+                              headers={**basic(OTHER_USER, OTHER_PASSWORD), "X-Presto-User": "report-daily"})
+    assert status == 200 and json.loads(text)["session"]["user"] == "report-daily", text
+    for (user, password), claimed in (((OTHER_USER, OTHER_PASSWORD), USER), ((USER, PASSWORD), "report-daily")):
+        status, _, text = request(cluster, ca_path, "POST", "/v1/statement", body=b"SELECT 1",
+                                  headers={**basic(user, password), "X-Presto-User": claimed})
+        assert (status, f"cannot impersonate user {claimed}" in text) == (403, True), (user, claimed, text)
 
 
 def test_health_checks_and_metrics_stay_open(cluster, pki):

@@ -2,6 +2,8 @@
 //! The schema is documented in `scenarios/README.md`; every key is checked (an unknown key is an
 //! error) and errors name the file, line and reason.
 
+#[cfg(test)]
+mod fuzz_tests;
 mod units;
 
 use std::collections::BTreeMap;

@@ -12,7 +12,7 @@ mod client_security;
 pub mod lifecycle;
 
 use axum::body::Bytes;
-use axum::http::{Method, StatusCode};
+use axum::http::{Extensions, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -28,7 +28,8 @@ use crate::metrics::ScrapeLevels;
 use crate::resource_manager::ResourceManager;
 use crate::context::NodeContext;
 use crate::runtime::http_server::{self, ServerHandle};
-use crate::runtime::Clock;
+use crate::rest::identity::Requester;
+use crate::security::internal::InternalCaller;
 use crate::wire::Announcement;
 use crate::worker::Worker;
 use lifecycle::{Lifecycle, StateRequest};
@@ -241,7 +242,7 @@ pub async fn start_on(listener: TcpListener, context: NodeContext) -> Result<Run
         local_groups: scrape_coordinator.as_ref().map(Coordinator::local_counts).unwrap_or_default(),
         cluster: scrape_resource_manager.as_ref().map(|rm| rm.cluster_view(None, true)),
     };
-    let router = role_router.merge(info_router(&config, clock.clone(), lifecycle.clone())).merge(crate::metrics::http::router(metrics.clone(), scrape_levels));
+    let router = role_router.merge(info_router(&context, lifecycle.clone())).merge(crate::metrics::http::router(metrics.clone(), scrape_levels));
     let router = if config.role == Role::Worker { router } else { router.merge(crate::console::router()) };
     if context.auth.is_none() {
         tracing::warn!(node = %config.node_id, "internal-communication.shared-secret is not set: anyone who can reach this node can drive it");
@@ -252,7 +253,8 @@ pub async fn start_on(listener: TcpListener, context: NodeContext) -> Result<Run
     // requests that come from nodes. Both listeners serve the same routes.
     let router = http_server::bound_request_bodies(router);
     let router = client_security.layer(router, &context);
-    let router = crate::security::internal::require_internal_auth(router, context.auth.clone(), metrics.clone());
+    let admins_by_password = config.client_authentication == crate::config::client_security::ClientAuthentication::Password;
+    let router = crate::security::internal::require_internal_auth(router, context.auth.clone(), admins_by_password, metrics.clone());
     let router = crate::metrics::http::measure_requests(router, &metrics);
     let server = http_server::serve(listener, router.clone()).map_err(|error| format!("cannot serve on {bind}: {error}"))?;
     let https_server = client_security.serve_https(router)?;
@@ -289,7 +291,11 @@ fn refuse_tasks_while_shutting_down(router: Router, lifecycle: Lifecycle, node_i
 }
 
 /// `/v1/info`, `/v1/info/state` and `/v1/info/coordinator`, on every node.
-fn info_router(config: &NodeConfig, clock: Clock, lifecycle: Lifecycle) -> Router {
+fn info_router(context: &NodeContext, lifecycle: Lifecycle) -> Router {
+    let (config, clock) = (&context.config, context.clock.clone());
+    // With a secret, a `PUT /v1/info/state` that reaches the handler without a node's token came
+    // through password authentication: its user must be an administrator.
+    let (secured, access) = (context.auth.is_some(), context.access.clone());
     let is_coordinator = config.role == Role::Coordinator;
     let environment = config.environment.clone();
     let node_id = config.node_id.clone();
@@ -318,9 +324,20 @@ fn info_router(config: &NodeConfig, clock: Clock, lifecycle: Lifecycle) -> Route
                 let state = state_lifecycle.state();
                 async move { Json(state.name()) }
             })
-            .put(move |body: Bytes| {
-                let (lifecycle, node_id) = (lifecycle.clone(), node_id.clone());
-                async move { put_state(&lifecycle, &node_id, &body) }
+            .put(move |headers: HeaderMap, extensions: Extensions, body: Bytes| {
+                let (lifecycle, node_id, access) = (lifecycle.clone(), node_id.clone(), access.clone());
+                async move {
+                    if secured && extensions.get::<InternalCaller>().is_none() {
+                        let admin = match Requester::of(&headers, &extensions) {
+                            Requester::User(user) => access.can_write_system_information(&user),
+                            Requester::Node | Requester::Anonymous => false,
+                        };
+                        if !admin {
+                            return crate::rest::proxy::text(StatusCode::FORBIDDEN, "Access Denied: Cannot write system information");
+                        }
+                    }
+                    put_state(&lifecycle, &node_id, &body)
+                }
             }),
         )
         .route(
@@ -365,7 +382,7 @@ mod tests {
              internal-communication.request-timeout=1s\nshutdown.grace-period={grace_period}\n"
         );
         let properties = Properties::parse(&text, "config.properties").expect("properties parse");
-        NodeContext::new(NodeConfig::from_properties(&properties).expect("valid config"), Clock::new()).expect("no access rules")
+        NodeContext::new(NodeConfig::from_properties(&properties).expect("valid config"), crate::runtime::Clock::new()).expect("no access rules")
     }
 
     /// Runs `context` in the background; returns where it listens and the task running it.

@@ -8,6 +8,9 @@
 //! see and kill his own queries. Without rules — no file, or no `queries` section — a user may
 //! run queries and see and kill only his own: unlike Trino, whose default allows everything,
 //! because anyone who could reach a node could otherwise read every user's SQL and kill it.
+//! A `system_information` rule (`user`, `allow`: `read`, `write`) with `write` makes a user an
+//! administrator: with PASSWORD authentication he may stop a node (`PUT /v1/info/state`), which
+//! otherwise only the cluster's own nodes (the shared secret) may. Reading stays open.
 //! An `impersonation` rule (`original_user`, `new_user`, `allow`: true by default) lets an
 //! authenticated user run queries as another (`X-Presto-User` naming someone else); without one,
 //! nobody may. A `catalogs` rule has `user` and `catalog` patterns and `allow` (`all`, `read-only`, `none`, or
@@ -58,8 +61,15 @@ struct ImpersonationRule {
     allowed: bool,
 }
 
+#[derive(Clone, Debug)]
+struct SystemRule {
+    user: Option<Regex>,
+    write: bool,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct AccessControl {
+    system_rules: Vec<SystemRule>,
     impersonation_rules: Vec<ImpersonationRule>,
     /// `None`: no `queries` section (each user has his own queries only).
     query_rules: Option<Vec<QueryRule>>,
@@ -72,6 +82,7 @@ pub struct AccessControl {
 struct RulesFile {
     queries: Option<Vec<QueryRuleJson>>,
     impersonation: Option<Vec<ImpersonationRuleJson>>,
+    system_information: Option<Vec<SystemRuleJson>>,
     catalogs: Option<Vec<CatalogRuleJson>>,
 }
 
@@ -81,6 +92,13 @@ struct QueryRuleJson {
     user: Option<String>,
     #[serde(rename = "queryOwner")]
     query_owner: Option<String>,
+    allow: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SystemRuleJson {
+    user: Option<String>,
     allow: Vec<String>,
 }
 
@@ -175,7 +193,15 @@ impl AccessControl {
                 allowed: rule.allow,
             });
         }
-        Ok(AccessControl { impersonation_rules, query_rules, catalog_rules })
+        let mut system_rules = Vec::new();
+        for (index, rule) in file.system_information.unwrap_or_default().into_iter().enumerate() {
+            let at = format!("{origin}: system_information[{index}]");
+            if let Some(other) = rule.allow.iter().find(|name| *name != "read" && *name != "write") {
+                return Err(format!("{at}: allow {other:?} is not one of read, write"));
+            }
+            system_rules.push(SystemRule { user: pattern(&at, "user", rule.user)?, write: rule.allow.iter().any(|name| name == "write") });
+        }
+        Ok(AccessControl { system_rules, impersonation_rules, query_rules, catalog_rules })
     }
 
     /// May `user` run queries at all?
@@ -199,6 +225,11 @@ impl AccessControl {
             .iter()
             .find(|rule| matches(&rule.user, user) && matches(&rule.owner, owner))
             .is_some_and(|rule| rule.allow.contains(&access))
+    }
+
+    /// Is `user` an administrator (may stop nodes)?
+    pub fn can_write_system_information(&self, user: &str) -> bool {
+        self.system_rules.iter().find(|rule| matches(&rule.user, user)).is_some_and(|rule| rule.write)
     }
 
     /// May the authenticated `principal` run queries as `user`?
@@ -246,6 +277,10 @@ mod tests {
             { "user": "admin", "allow": "all" },
             { "catalog": "system", "allow": "none" },
             { "allow": "read-only" }
+        ],
+        "system_information": [
+            { "user": "admin", "allow": ["read", "write"] },
+            { "allow": ["read"] }
         ]
     }"#;
 
@@ -279,6 +314,9 @@ mod tests {
         assert!(!access.can_impersonate("alice", "bob"));
         assert!(AccessControl::default().can_impersonate("alice", "alice"));
         assert!(!AccessControl::default().can_impersonate("alice", "bob"));
+        assert!(access.can_write_system_information("admin"));
+        assert!(!access.can_write_system_information("alice"));
+        assert!(!AccessControl::default().can_write_system_information("admin"), "no rules, no administrators");
     }
 
     #[test]
@@ -288,6 +326,7 @@ mod tests {
             (r#"{"queries": [{"queryOwner": "a", "allow": ["execute"]}]}"#, "queries[0]: a rule with queryOwner"),
             (r#"{"queries": [{"user": "(", "allow": []}]}"#, "queries[0]: user \"(\" is not a valid regex"),
             (r#"{"catalogs": [{"allow": "some"}]}"#, "catalogs[0]: allow \"some\""),
+            (r#"{"system_information": [{"allow": ["shutdown"]}]}"#, "system_information[0]: allow \"shutdown\""),
             (r#"{"tables": []}"#, "rules.json:1:"),
             (r#"{"queries": [{"group": "x", "allow": []}]}"#, "unknown field `group`"),
             ("{", "rules.json:1:"),

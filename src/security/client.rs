@@ -27,7 +27,7 @@ use axum::Router;
 use base64::Engine;
 
 use super::access::AccessControl;
-use super::internal::{is_internal, InternalCaller};
+use super::internal::{is_admin, is_internal, InternalCaller};
 use super::password::{PasswordAuthenticator, PasswordCheck};
 use crate::metrics::Metrics;
 use crate::runtime::http_server::{OverTls, PeerAddr};
@@ -113,7 +113,9 @@ fn is_open(path: &str) -> bool {
 
 /// The decision for one request (see the module docs).
 pub fn gate(method: &Method, path: &str, over_tls: bool, from_node: bool, credentials: Credentials) -> Gate {
-    if is_internal(method, path) || is_open(path) || from_node {
+    // An admin endpoint without a node's token is an administrator's request: a password, then
+    // the handler's access rules.
+    if from_node || (!is_admin(method, path) && (is_internal(method, path) || is_open(path))) {
         return Gate::Open;
     }
     match (over_tls, credentials) {
@@ -251,6 +253,11 @@ mod tests {
             assert_eq!(gate(&method, path, false, false, Credentials::None), Gate::Open, "{method} {path}");
         }
         assert_eq!(gate(&Method::GET, "/v1/query/q1", false, true, Credentials::None), Gate::Open, "a node's proxied hop");
+        // Stopping a node: a node's token, or an administrator's password over TLS.
+        assert_eq!(gate(&Method::PUT, "/v1/info/state", false, true, Credentials::None), Gate::Open);
+        assert!(matches!(gate(&Method::PUT, "/v1/info/state", false, false, Credentials::None), Gate::Refuse(_)));
+        let admin = Credentials::Basic { user: "root".into(), password: "pw".into() };
+        assert_eq!(gate(&Method::PUT, "/v1/info/state", true, false, admin), Gate::Check { user: "root".into(), password: "pw".into() });
     }
 
     #[test]

@@ -52,7 +52,14 @@ pub fn is_internal(method: &Method, path: &str) -> bool {
     let under = |prefix: &str| path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'));
     PREFIXES.iter().any(|prefix| under(prefix))
         || EXACT.contains(&path)
-        || (method == Method::PUT && path == "/v1/info/state")
+        || is_admin(method, path)
+}
+
+/// An admin endpoint (`PUT /v1/info/state`, which stops the node): internal, and also open to an
+/// admin principal when client passwords are configured (`security::access`'s
+/// `system_information` rules, checked by the handler).
+pub fn is_admin(method: &Method, path: &str) -> bool {
+    method == Method::PUT && path == "/v1/info/state"
 }
 
 /// One node's signer and verifier.
@@ -119,19 +126,22 @@ pub fn signer(auth: &Option<Arc<InternalAuth>>) -> Option<Arc<dyn RequestSigner>
 }
 
 /// Wraps all of a node's routes: internal ones refuse requests without a valid token. Without a
-/// secret (`auth` is `None`) nothing is checked, as in a Presto cluster without one.
-pub fn require_internal_auth(router: Router, auth: Option<Arc<InternalAuth>>, metrics: Metrics) -> Router {
+/// secret (`auth` is `None`) nothing is checked, as in a Presto cluster without one. With
+/// `admins_by_password`, an admin endpoint without a token is passed on to the password check
+/// (and then to its handler, which asks the access rules).
+pub fn require_internal_auth(router: Router, auth: Option<Arc<InternalAuth>>, admins_by_password: bool, metrics: Metrics) -> Router {
     let Some(auth) = auth else { return router };
     router.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
         let (auth, metrics) = (auth.clone(), metrics.clone());
-        async move { check(&auth, &metrics, request, next).await }
+        async move { check(&auth, admins_by_password, &metrics, request, next).await }
     }))
 }
 
-async fn check(auth: &InternalAuth, metrics: &Metrics, mut request: Request, next: Next) -> Response {
+async fn check(auth: &InternalAuth, admins_by_password: bool, metrics: &Metrics, mut request: Request, next: Next) -> Response {
     let token = request.headers().get(HEADER).map(|value| value.to_str().unwrap_or(""));
     let outcome = match token {
         Some(token) => auth.verify(token).map(Some).map_err(|error| (error.label(), error.to_string())),
+        None if admins_by_password && is_admin(request.method(), request.uri().path()) => Ok(None),
         None if is_internal(request.method(), request.uri().path()) => {
             Err(("missing", format!("an internal endpoint needs the {HEADER} header")))
         }

@@ -39,6 +39,8 @@ OTHER_USER, OTHER_PASSWORD = "bob", "hunter2-but-longer"
 # The access rules' impersonation section lets bob (a reporting tool, say) run queries as the
 # report-* users, and nobody else as anyone else.
 IMPERSONATION = [{"original_user": OTHER_USER, "new_user": "report-.*", "allow": True}]
+# alice is an administrator: she may stop the coordinator (PUT /v1/info/state) with her password.
+ADMINS = [{"user": USER, "allow": ["read", "write"]}, {"allow": ["read"]}]
 # Known sizes of TPC-H's fixed tables (the spec's 25 nations and 5 regions, at any scale).
 NATION_ROWS, REGION_ROWS = 25, 5
 
@@ -197,7 +199,8 @@ def cluster(pki, tmp_path_factory):
                 )
             etc = write_server_etc(root / name, name, role, ports[name], rm_uris, extra)
             if name == "coordinator-1":
-                (etc / "rules.json").write_text(json.dumps({**ACCESS_RULES, "impersonation": IMPERSONATION}))
+                (etc / "rules.json").write_text(json.dumps({**ACCESS_RULES, "impersonation": IMPERSONATION,
+                                                           "system_information": ADMINS}))
                 # Relative: taken from the directory that holds etc/ (as Presto's install root).
                 _write_password_file(root / name / "password.db")
                 (etc / "password-authenticator.properties").write_text(
@@ -607,3 +610,20 @@ def test_bad_settings_stop_the_node_at_startup_with_what_and_where(pki, tmp_path
 
     error = _start_refused(binary, tmp_path, "kerberos", "http-server.authentication.type=KERBEROS\n")
     assert "config.properties:" in error and "KERBEROS" in error, error
+
+
+def test_only_an_administrator_may_change_a_nodes_state_with_a_password(cluster, pki):
+    """PUT /v1/info/state needs a node's token or an administrator (a system_information write
+    rule) authenticated over HTTPS. "ACTIVE" changes nothing, so the cluster keeps running."""
+    ca_path, _ = pki
+    body = b'"ACTIVE"'
+    status, _, text = request(cluster, ca_path, "PUT", "/v1/info/state", body=body, headers=basic(OTHER_USER, OTHER_PASSWORD))
+    assert (status, text.strip()) == (403, "Access Denied: Cannot write system information"), (status, text)
+    status, _, text = request(cluster, ca_path, "PUT", "/v1/info/state", body=body, headers=basic(USER, "wrong"))
+    assert status == 401, text
+    status, _, text = request(cluster, ca_path, "PUT", "/v1/info/state", body=body, over_tls=False)
+    assert status in (401, 403), (status, text)
+    status, _, text = request(cluster, ca_path, "PUT", "/v1/info/state", body=body, headers=basic())
+    assert status == 200, (status, text)
+    status, _, text = request(cluster, ca_path, "GET", "/v1/info/state")
+    assert (status, json.loads(text)) == (200, "ACTIVE")

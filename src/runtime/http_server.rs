@@ -1,9 +1,11 @@
 //! The HTTP/1.1 server every node runs: our own accept loop over `tokio::net::TcpListener`, serving
 //! an axum `Router` through hyper. Identical in production and under madsim.
 //!
-//! Bounded: at most `CONNECTIONS_MAX` connections are served at once (the permit is taken *before*
-//! accepting, so excess clients wait in the listen backlog instead of costing memory), and
-//! shutdown waits at most `SHUTDOWN_GRACE_MS` for open connections to finish.
+//! Bounded: connections are counted in total and per remote address against a budget derived
+//! from the fd limit ([`super::connections`]); one over it is answered `503` at once and closed,
+//! never left waiting. A connection must send each request head within `HEADER_READ_TIMEOUT_MS`
+//! (an idle keep-alive connection too) and its body within `BODY_READ_TIMEOUT_MS`. Shutdown waits
+//! at most `SHUTDOWN_GRACE_MS` for open connections to finish.
 //!
 //! The same loop serves HTTPS in production builds ([`serve_tls`]): the TLS handshake runs in the
 //! connection's own task, bounded by `tls::HANDSHAKE_TIMEOUT_MS`, so a slow or failed handshake
@@ -18,12 +20,12 @@ use tower::Service;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
+use super::connections::{Budget, ConnectionLimits, Refused};
 use super::hyper_rt::SeamTimer;
 use super::stream::FlushOnWrite;
 
-const CONNECTIONS_MAX: usize = 1024;
 const SHUTDOWN_GRACE_MS: u64 = 5_000;
 const ACCEPT_BACKOFF_MS_MAX: u64 = 1_000;
 /// A client must send its request head within this long, or the connection is closed.
@@ -201,24 +203,29 @@ pub fn serve_tls(listener: TcpListener, router: Router, acceptor: super::tls::Tl
 fn serve_over(listener: TcpListener, router: Router, transport: Transport) -> std::io::Result<ServerHandle> {
     let local_addr = listener.local_addr()?;
     let stop = Stop::default();
-    let accept_loop = tokio::spawn(accept_loop(listener, router, transport, stop.clone()));
+    let budget = Budget::from_fd_limit(super::connections::fd_limit());
+    tracing::info!(%local_addr, connections_max = budget.total_max, per_address_max = budget.per_address_max, "serving");
+    let accept_loop = tokio::spawn(accept_loop(listener, router, transport, ConnectionLimits::new(budget), stop.clone()));
     Ok(ServerHandle { local_addr, stop, accept_loop })
 }
 
-async fn accept_loop(listener: TcpListener, router: Router, transport: Transport, stop: Stop) {
-    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+/// What an over-budget connection gets before it is closed.
+const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 38\r\nconnection: close\r\nretry-after: 1\r\n\r\ntoo many connections; try again later\n";
+/// How long writing that answer may take.
+const OVERLOADED_WRITE_TIMEOUT_MS: u64 = 1_000;
+
+async fn refuse(mut stream: tokio::net::TcpStream, peer: SocketAddr, refused: Refused) {
+    use tokio::io::AsyncWriteExt;
+    tracing::debug!(%peer, reason = refused.label(), "refused a connection over the budget");
+    let _ = super::timeout_ms(OVERLOADED_WRITE_TIMEOUT_MS, stream.write_all(OVERLOADED)).await;
+    let _ = super::timeout_ms(OVERLOADED_WRITE_TIMEOUT_MS, stream.shutdown()).await;
+}
+
+async fn accept_loop(listener: TcpListener, router: Router, transport: Transport, limits: ConnectionLimits, stop: Stop) {
     let mut backoff_ms = 1;
     loop {
         // `biased`: branches are polled in order (shutdown first). Unbiased `select!` draws from
         // real tokio's thread RNG, which madsim does not seed, and would break determinism.
-        let permit = tokio::select! {
-            biased;
-            _ = stop.stopped() => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break, // the semaphore is never closed; treat it as shutdown
-            },
-        };
         let accepted = tokio::select! {
             biased;
             _ = stop.stopped() => break,
@@ -234,6 +241,13 @@ async fn accept_loop(listener: TcpListener, router: Router, transport: Transport
                 tracing::warn!(%error, backoff_ms, "accept failed");
                 super::sleep_ms(backoff_ms).await;
                 backoff_ms = (backoff_ms * 2).min(ACCEPT_BACKOFF_MS_MAX);
+                continue;
+            }
+        };
+        let permit = match limits.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                tokio::spawn(refuse(stream, peer, refused));
                 continue;
             }
         };
@@ -269,8 +283,8 @@ async fn accept_loop(listener: TcpListener, router: Router, transport: Transport
             }
         }
     }
-    // Wait (bounded) for open connections to drain: all permits back means all connections ended.
-    let drained = super::timeout_ms(SHUTDOWN_GRACE_MS, permits.acquire_many(CONNECTIONS_MAX as u32)).await;
+    // Wait (bounded) for open connections to drain.
+    let drained = super::timeout_ms(SHUTDOWN_GRACE_MS, limits.idle()).await;
     if drained.is_none() {
         tracing::warn!("shutdown grace period ended with connections still open");
     }

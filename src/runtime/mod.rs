@@ -21,6 +21,7 @@
 //! macro, whose unbiased form draws from an RNG madsim does not control). `ci/test` checks the last.
 
 pub mod clock;
+pub mod connections;
 pub mod http_client;
 pub mod http_server;
 mod hyper_rt;

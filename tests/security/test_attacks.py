@@ -12,6 +12,8 @@ import http.server
 import json
 import os
 import pathlib
+import resource
+import socket
 import subprocess
 import sys
 import threading
@@ -431,3 +433,70 @@ def test_a_user_can_neither_see_nor_kill_another_users_query(cluster):
         status, _ = send("DELETE", url(cluster, "coordinator-2", f"/v1/query/{query_id}"), headers={"X-Presto-User": "alice"})
         assert status == 204, "the owner cancels his own query, through another coordinator"
     assert_healthy(cluster)
+
+
+# ---------------------------------------------------------------------------------------------
+# Connection floods
+# ---------------------------------------------------------------------------------------------
+
+IDLE_CONNECTIONS = 2_000
+# Per remote address a node serves at most a quarter of its budget (3/4 of the fd limit); with
+# the machine's 20,000 fds that is 3,750: more than this from 127.0.0.1 are answered 503.
+FD_LIMIT = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+PER_ADDRESS_MAX = max(FD_LIMIT * 3 // 4 // 4, 64)
+
+
+def open_idle(port, count):
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection((HOST, port), timeout=5)
+        sockets.append(sock)
+    return sockets
+
+
+def test_thousands_of_idle_connections_neither_lock_out_nor_stay(cluster):
+    """Before: 1,024 connections were served at once and the rest waited in the backlog — with
+    1,100 idle connections open to an RM a new request timed out. Now 2,000 idle connections
+    leave the RM answering at once, and a connection that sends nothing is closed by the
+    header timeout (10 s)."""
+    port = cluster.base_port + 100
+    sockets = open_idle(port, IDLE_CONNECTIONS)
+    try:
+        started = time.monotonic()
+        status, _ = http_json("GET", url(cluster, "rm-1", "/v1/info"))
+        assert status == 200 and time.monotonic() - started < HEALTHY_WITHIN_S
+        assert_healthy(cluster)
+        time.sleep(12)
+        closed = 0
+        for sock in sockets[:: IDLE_CONNECTIONS // 20]:
+            sock.settimeout(2)
+            try:
+                closed += sock.recv(1) == b""
+            except (ConnectionResetError, socket.timeout):
+                closed += 0
+        assert closed == 20, f"only {closed} of 20 idle connections were closed by the server"
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.mark.skipif(FD_LIMIT < 8_000, reason="needs an fd limit of 8,000 (this machine has 20,000)")
+def test_one_address_cannot_take_every_connection(cluster):
+    """Connections past one address's share are answered 503 at once (not left hanging), and the
+    node still answers."""
+    port = cluster.base_port + 101
+    sockets = open_idle(port, PER_ADDRESS_MAX)
+    try:
+        extra = socket.create_connection((HOST, port), timeout=5)
+        extra.settimeout(5)
+        started = time.monotonic()
+        answer = extra.recv(200)
+        extra.close()
+        assert answer.startswith(b"HTTP/1.1 503"), answer
+        assert time.monotonic() - started < HEALTHY_WITHIN_S
+    finally:
+        for sock in sockets:
+            sock.close()
+    time.sleep(0.5)
+    status, _ = http_json("GET", url(cluster, "rm-2", "/v1/info"))
+    assert status == 200

@@ -18,22 +18,7 @@ use crate::worker::tasks::TaskTable;
 
 const CASES: u32 = 256;
 
-/// `text` with `edits` applied: (position, operation, byte) — cut, replace or insert one byte
-/// (no edit at all sometimes: the valid document must go through too).
-fn damage(text: &str, edits: &[(usize, u8, u8)]) -> Vec<u8> {
-    let mut bytes = text.as_bytes().to_vec();
-    for &(position, operation, byte) in edits {
-        let at = if bytes.is_empty() { 0 } else { position % (bytes.len() + 1) };
-        match operation % 3 {
-            0 if at < bytes.len() => {
-                bytes.remove(at);
-            }
-            1 if at < bytes.len() => bytes[at] = byte,
-            _ => bytes.insert(at, byte),
-        }
-    }
-    bytes
-}
+use crate::fuzzing::damage;
 
 fn edits() -> impl Strategy<Value = Vec<(usize, u8, u8)>> {
     proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..8)

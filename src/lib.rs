@@ -52,6 +52,8 @@ pub mod coordinator;
 pub mod discovery;
 #[cfg(test)]
 mod fuzz_tests;
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(not(madsim))]
 pub mod engine;
 pub mod memory;

@@ -14,18 +14,7 @@ const MEMORY: &str = include_str!("../../../scenarios/15-memory-huge-query.toml"
 const SHUTDOWN: &str = include_str!("../../../scenarios/18-graceful-shutdown.toml");
 
 fn damage(text: &str, edits: &[(usize, u8, u8)]) -> String {
-    let mut bytes = text.as_bytes().to_vec();
-    for &(position, operation, byte) in edits {
-        let at = if bytes.is_empty() { 0 } else { position % (bytes.len() + 1) };
-        match operation % 3 {
-            0 if at < bytes.len() => {
-                bytes.remove(at);
-            }
-            1 if at < bytes.len() => bytes[at] = byte,
-            _ => bytes.insert(at, byte),
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
+    String::from_utf8_lossy(&fireball::fuzzing::damage(text, edits)).into_owned()
 }
 
 proptest! {

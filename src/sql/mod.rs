@@ -263,6 +263,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_tables_a_statement_reads_are_named_for_the_catalog_rules() {
+        let parsed = parse(
+            "WITH t AS (SELECT * FROM system.runtime.nodes) SELECT * FROM \"TPCH\".tiny.nation n \
+             JOIN region r ON n.regionkey = r.regionkey WHERE EXISTS (SELECT 1 FROM t)",
+        )
+        .unwrap();
+        let names: Vec<String> = parsed.tables.iter().map(|parts| parts.join(".")).collect();
+        for expected in ["system.runtime.nodes", "tpch.tiny.nation", "region", "t"] {
+            assert!(names.contains(&expected.to_string()), "{expected} not in {names:?}");
+        }
+    }
+
+    #[test]
     fn syntax_errors_carry_line_and_column() {
         let error = parse("SELECT * FORM x").unwrap_err();
         assert_eq!(error.code.name, "SYNTAX_ERROR");

@@ -67,5 +67,6 @@ pub mod runtime;
 pub mod security;
 pub mod snapshot_sender;
 pub mod sql;
+pub mod strict;
 pub mod wire;
 pub mod worker;

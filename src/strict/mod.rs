@@ -43,6 +43,7 @@
 //! 2. *The RM waits long enough.* RM i's clock must advance `T + m` after `g_i` before it
 //!    re-grants; at rate at most `1+ρ` that takes at least `(T + m)/(1+ρ)` true time.
 //! 3. *Grant after send.* `g_i ≥ t(s_i) ≥ t(S)`: an RM cannot grant a round before it was sent.
+//!
 //! So RM i re-grants no earlier than `t(S) + (T + m)/(1+ρ)`, and H is valid no later than
 //! `t(S) + T`; safety needs `(T + m)/(1+ρ) ≥ T`, that is **`m ≥ ρ·T`**. A renewal only moves
 //! `g_i` later, a release is sent only after H stopped counting, and a restarted RM's quiet

@@ -38,7 +38,7 @@ impl Rng {
     }
 
     fn one_in(&mut self, n: u64) -> bool {
-        self.next() % n == 0
+        self.next().is_multiple_of(n)
     }
 
     fn percent(&mut self, percent: u64) -> bool {

@@ -69,5 +69,6 @@ pub mod runtime;
 pub mod security;
 pub mod snapshot_sender;
 pub mod sql;
+pub mod strict;
 pub mod wire;
 pub mod worker;

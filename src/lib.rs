@@ -22,7 +22,9 @@
 //! - [`metrics`]: per-node Prometheus metrics at `/metrics`; the router reads role state only
 //!   through a closure `node` hands it.
 //! - [`security`]: internal authentication (tokens signed with the shared secret, the middleware
-//!   that checks them on internal endpoints).
+//!   that checks them on internal endpoints), client passwords over HTTPS, and the access rules
+//!   (who may see, kill and run which queries).
+//! - [`strict`]: the lease protocol of strict admission (issue 14; pure, not wired in yet).
 //! - [`context`]: what every role is built from (config, clock, client, metrics, rng).
 //! - [`snapshot_sender`]: sending the newest snapshot (heartbeats, replication) to every RM, one
 //!   latest-value mailbox per RM.

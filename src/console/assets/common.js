@@ -26,7 +26,7 @@ const FB = (() => {
    * and others' only as its access rules allow. Set by opening a page with `#user=NAME`, then
    * remembered in this browser; null when never set.
    */
-  function user() {
+  function consoleUser() {
     const match = location.hash.match(/(?:^#|&)user=([^&]*)/);
     if (match) {
       try {
@@ -51,7 +51,7 @@ const FB = (() => {
     const method = (options && options.method) || "GET";
     try {
       const headers = Object.assign({ "Accept": "application/json" }, (options && options.headers) || {});
-      const who = user();
+      const who = consoleUser();
       if (who) headers["X-Presto-User"] = who;
       const response = await fetch(path, Object.assign({ cache: "no-store", signal: controller.signal }, options || {}, { headers }));
       const text = await response.text();
@@ -275,7 +275,7 @@ const FB = (() => {
     return value;
   }
 
-  return { el, user, request, setPanel, renderPanel, refreshLoop, showServedBy, bytes, formatBytes, formatDuration,
+  return { el, consoleUser, request, setPanel, renderPanel, refreshLoop, showServedBy, bytes, formatBytes, formatDuration,
     durationMs, queryElapsed, ownerUri, ownerName, groupName, user, pill, statePill, bar, queryLink, num, table,
     asArray, asObject, TERMINAL, clock };
 })();

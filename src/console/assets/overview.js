@@ -259,7 +259,7 @@
     });
     const content = [summary];
     if (rows.length === 0) {
-      const nobody = FB.user() ? "" : " The console speaks for no user, so it sees no one's queries: open it as /ui/#user=NAME.";
+      const nobody = FB.consoleUser() ? "" : " The console speaks for no user, so it sees no one's queries: open it as /ui/#user=NAME.";
       content.push(el("p", { class: "note", id: "no-queries" }, queries.length ? "No query matches the filter." : `No queries.${nobody}`));
     } else {
       content.push(table(["Query ID", "State", "User", "Resource group", "Coordinator", ["Elapsed", "num"],

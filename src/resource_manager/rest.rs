@@ -163,9 +163,8 @@ async fn query_at_owner(State(rm): State<ResourceManager>, Path(query_id): Path<
 }
 
 /// `GET /v1/queryState`: every coordinator's own list, concatenated (Presto's
-/// `DistributedQueryInfoResource`). Coordinators that do not answer are left out.
-/// `GET /v1/queryState`: every coordinator's list (asked as this node), then only the queries
-/// the requester may see.
+/// `DistributedQueryInfoResource`), asked as this node and then cut to the queries the
+/// requester may see. Coordinators that do not answer are left out.
 async fn query_state(
     State(rm): State<ResourceManager>,
     UrlQuery(params): UrlQuery<BTreeMap<String, String>>,

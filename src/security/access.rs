@@ -123,6 +123,14 @@ struct CatalogRuleJson {
     allow: serde_json::Value,
 }
 
+/// Each rule of one section, checked by `rule` (given `FILE: section[i]` to name it in errors);
+/// `None` when the file has no such section.
+fn section<J, R>(rules: Option<Vec<J>>, origin: &str, name: &str, rule: impl Fn(&str, J) -> Result<R, String>) -> Result<Option<Vec<R>>, String> {
+    rules
+        .map(|rules| rules.into_iter().enumerate().map(|(index, json)| rule(&format!("{origin}: {name}[{index}]"), json)).collect())
+        .transpose()
+}
+
 fn pattern(origin: &str, what: &str, text: Option<String>) -> Result<Option<Regex>, String> {
     text.map(|text| {
         Regex::new(&format!("^(?:{text})$")).map_err(|error| format!("{origin}: {what} {text:?} is not a valid regex: {error}"))
@@ -135,72 +143,52 @@ impl AccessControl {
     pub fn parse(json: &str, origin: &str) -> Result<AccessControl, String> {
         let file: RulesFile = serde_json::from_str(json).map_err(|error| {
             format!(
-                "{origin}:{}:{}: {error} (fireball enforces the `queries` and `catalogs` sections of Trino's rules file)",
+                "{origin}:{}:{}: {error} (fireball enforces the `queries`, `catalogs`, `impersonation` and \
+                 `system_information` sections of Trino's rules file)",
                 error.line(),
                 error.column()
             )
         })?;
-        let query_rules = file
-            .queries
-            .map(|rules| {
-                rules
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, rule)| {
-                        let at = format!("{origin}: queries[{index}]");
-                        let mut allow = Vec::new();
-                        for name in &rule.allow {
-                            allow.push(match name.as_str() {
-                                "execute" => QueryAccess::Execute,
-                                "view" => QueryAccess::View,
-                                "kill" => QueryAccess::Kill,
-                                other => return Err(format!("{at}: allow {other:?} is not one of execute, view, kill")),
-                            });
-                        }
-                        if rule.query_owner.is_some() && allow.contains(&QueryAccess::Execute) {
-                            return Err(format!("{at}: a rule with queryOwner cannot allow execute"));
-                        }
-                        Ok(QueryRule { user: pattern(&at, "user", rule.user)?, owner: pattern(&at, "queryOwner", rule.query_owner)?, allow })
-                    })
-                    .collect::<Result<Vec<_>, String>>()
-            })
-            .transpose()?;
-        let catalog_rules = file
-            .catalogs
-            .map(|rules| {
-                rules
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, rule)| {
-                        let at = format!("{origin}: catalogs[{index}]");
-                        let allowed = match &rule.allow {
-                            serde_json::Value::Bool(allowed) => *allowed,
-                            serde_json::Value::String(text) if text == "all" || text == "read-only" => true,
-                            serde_json::Value::String(text) if text == "none" => false,
-                            other => return Err(format!("{at}: allow {other} is not one of \"all\", \"read-only\", \"none\", true, false")),
-                        };
-                        Ok(CatalogRule { user: pattern(&at, "user", rule.user)?, catalog: pattern(&at, "catalog", rule.catalog)?, allowed })
-                    })
-                    .collect::<Result<Vec<_>, String>>()
-            })
-            .transpose()?;
-        let mut impersonation_rules = Vec::new();
-        for (index, rule) in file.impersonation.unwrap_or_default().into_iter().enumerate() {
-            let at = format!("{origin}: impersonation[{index}]");
-            impersonation_rules.push(ImpersonationRule {
-                original: pattern(&at, "original_user", rule.original_user)?,
-                new: pattern(&at, "new_user", rule.new_user)?,
+        let query_rules = section(file.queries, origin, "queries", |at, rule| {
+            let allow = rule
+                .allow
+                .iter()
+                .map(|name| match name.as_str() {
+                    "execute" => Ok(QueryAccess::Execute),
+                    "view" => Ok(QueryAccess::View),
+                    "kill" => Ok(QueryAccess::Kill),
+                    other => Err(format!("{at}: allow {other:?} is not one of execute, view, kill")),
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            if rule.query_owner.is_some() && allow.contains(&QueryAccess::Execute) {
+                return Err(format!("{at}: a rule with queryOwner cannot allow execute"));
+            }
+            Ok(QueryRule { user: pattern(at, "user", rule.user)?, owner: pattern(at, "queryOwner", rule.query_owner)?, allow })
+        })?;
+        let catalog_rules = section(file.catalogs, origin, "catalogs", |at, rule| {
+            let allowed = match &rule.allow {
+                serde_json::Value::Bool(allowed) => *allowed,
+                serde_json::Value::String(text) if text == "all" || text == "read-only" => true,
+                serde_json::Value::String(text) if text == "none" => false,
+                other => return Err(format!("{at}: allow {other} is not one of \"all\", \"read-only\", \"none\", true, false")),
+            };
+            Ok(CatalogRule { user: pattern(at, "user", rule.user)?, catalog: pattern(at, "catalog", rule.catalog)?, allowed })
+        })?;
+        let impersonation_rules = section(file.impersonation, origin, "impersonation", |at, rule| {
+            Ok(ImpersonationRule {
+                original: pattern(at, "original_user", rule.original_user)?,
+                new: pattern(at, "new_user", rule.new_user)?,
                 allowed: rule.allow,
-            });
-        }
-        let mut system_rules = Vec::new();
-        for (index, rule) in file.system_information.unwrap_or_default().into_iter().enumerate() {
-            let at = format!("{origin}: system_information[{index}]");
+            })
+        })?
+        .unwrap_or_default();
+        let system_rules = section(file.system_information, origin, "system_information", |at, rule| {
             if let Some(other) = rule.allow.iter().find(|name| *name != "read" && *name != "write") {
                 return Err(format!("{at}: allow {other:?} is not one of read, write"));
             }
-            system_rules.push(SystemRule { user: pattern(&at, "user", rule.user)?, write: rule.allow.iter().any(|name| name == "write") });
-        }
+            Ok(SystemRule { user: pattern(at, "user", rule.user)?, write: rule.allow.iter().any(|name| name == "write") })
+        })?
+        .unwrap_or_default();
         Ok(AccessControl { system_rules, impersonation_rules, query_rules, catalog_rules })
     }
 

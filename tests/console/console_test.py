@@ -24,7 +24,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ import urllib.request
 import contract_fixture
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from harness import OPERATOR, SHARED_SECRET, as_operator, internal_headers, write_access_control  # noqa: E402  (after the path it lives on)
+from harness import OPERATOR, SHARED_SECRET, as_operator, free_port, internal_headers, write_access_control  # noqa: E402  (after the path it lives on)
 
 USER = "console-tester"
 SQL = "SELECT * FROM synthetic(run_time => '180s', memory => '64MB', tasks => 2, rows => 10)"
@@ -58,12 +57,6 @@ VIRTUAL_TIME_BUDGET_MS = 6000
 
 def log(message):
     print(message, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(method, url, body=None, headers=None):

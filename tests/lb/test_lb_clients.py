@@ -26,7 +26,6 @@ import collections
 import json
 import os
 import pathlib
-import re
 import shutil
 import socket
 import subprocess
@@ -48,7 +47,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "support"))
 TPCH_DIR = pathlib.Path(__file__).resolve().parents[1] / "tpch"
 sys.path.insert(0, str(TPCH_DIR))
 from compare import compare as compare_tpch  # noqa: E402
-from harness import as_operator, stop as _stop, time_limit, write_server_etc  # noqa: E402
+from harness import as_operator, free_port, stop as _stop, tail, time_limit, write_server_etc  # noqa: E402
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 60
@@ -137,21 +136,6 @@ def _expected_rows(rows, tasks=2):
     return expected
 
 
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _tail(path, lines=40):
-    try:
-        with open(path, "rb") as file:
-            text = file.read().decode("utf-8", "replace")
-    except OSError as error:
-        return f"({error})"
-    return "\n".join(text.splitlines()[-lines:])
-
-
 # ---------------------------------------------------------------------------------------------
 # The cluster: separate `fireball server --etc DIR` processes
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +177,7 @@ class Cluster:
 
     def logs(self):
         return "\n".join(
-            f"----- {name} (last lines) -----\n{_tail(self.root / 'logs' / f'{name}.log')}" for name in self.processes
+            f"----- {name} (last lines) -----\n{tail(self.root / 'logs' / f'{name}.log')}" for name in self.processes
         )
 
     def stop(self):
@@ -244,7 +228,7 @@ def cluster(tmp_path_factory):
     cluster = Cluster(tmp_path_factory.mktemp("fireball-lb-cluster"))
     (cluster.root / "logs").mkdir()
     names = RESOURCE_MANAGERS + COORDINATORS + WORKERS
-    ports = {name: _free_port() for name in names}
+    ports = {name: free_port() for name in names}
     try:
         for name in names:
             etc = _write_etc(cluster, name, ports)
@@ -399,7 +383,7 @@ def nginx(cluster, tmp_path_factory):
     prefix = tmp_path_factory.mktemp("nginx")
     for sub in ("logs", "tmp"):
         (prefix / sub).mkdir()
-    port = _free_port()
+    port = free_port()
     # As root, nginx would hand its workers to `nobody`, who cannot write our temp dir; as anyone
     # else the `user` directive is ignored, so it is only written for root.
     user_line = "user root;\n" if os.geteuid() == 0 else ""
@@ -421,13 +405,13 @@ def nginx(cluster, tmp_path_factory):
         deadline = time.monotonic() + 15
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"nginx exited with {process.returncode}:\n{_tail(prefix / 'logs' / 'error.log')}")
+                raise RuntimeError(f"nginx exited with {process.returncode}:\n{tail(prefix / 'logs' / 'error.log')}")
             try:
                 with socket.create_connection((HOST, port), timeout=1):
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"nginx not listening on {port}:\n{_tail(prefix / 'logs' / 'error.log')}")
+                    raise TimeoutError(f"nginx not listening on {port}:\n{tail(prefix / 'logs' / 'error.log')}")
                 time.sleep(0.1)
     except Exception as error:  # noqa: BLE001
         _stop(process)

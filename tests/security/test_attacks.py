@@ -29,6 +29,7 @@ from harness import (  # noqa: E402
     HOST,
     SHARED_SECRET,
     ClusterStartError,
+    free_port,
     http_json,
     internal_headers,
     internal_token,
@@ -482,18 +483,12 @@ def test_thousands_of_idle_connections_neither_lock_out_nor_stay(cluster):
             sock.close()
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def test_one_address_cannot_take_every_connection(tmp_path):
     """Connections past one address's share are answered 503 (not left hanging in the backlog),
     and the node still answers once they are gone. A lone RM with a small fd limit keeps the
     numbers small."""
     binary = os.environ["FIREBALL_BIN"]
-    port = _free_port()
+    port = free_port()
     etc = write_server_etc(tmp_path / "rm", "rm-1", "resource-manager", port, [f"http://{HOST}:{port}"],
                            f"internal-communication.shared-secret={SHARED_SECRET}\n")
     limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (SMALL_FD_LIMIT, SMALL_FD_LIMIT))  # noqa: E731

@@ -24,6 +24,23 @@ HOST = "127.0.0.1"
 NODE_PORT_OFFSETS = (0, 1, 100, 101, 200, 201)
 
 
+def free_port():
+    """A TCP port on HOST that nothing listens on now (for a process the test starts)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def tail(path, lines=60):
+    """The last LINES lines of a log file, or why it cannot be read (for failure messages)."""
+    try:
+        with open(path, "rb") as file:
+            text = file.read().decode("utf-8", "replace")
+    except OSError as error:
+        return f"({error})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def stop(process):
     """SIGTERM, then SIGKILL if the process has not exited within STOP_TIMEOUT_S."""
     if process.poll() is not None:
